@@ -1,0 +1,50 @@
+"""The rsx task runtime: decorators for service modules and the API for applications.
+
+Importing this package does no work: no connection, no table, no thread. The heavier
+parts (the store, pydantic) load on first use of `Task`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runtime.decorators import schedule, task
+from runtime.errors import (
+    BackendError,
+    ConfigError,
+    ParamsError,
+    TaskError,
+    TaskNotFoundError,
+    UnknownTaskError,
+)
+from runtime.instance import TaskInstance
+
+if TYPE_CHECKING:
+    from runtime.api import Task
+    from runtime.state import TaskStatus
+
+__all__ = [
+    "BackendError",
+    "ConfigError",
+    "ParamsError",
+    "Task",
+    "TaskError",
+    "TaskInstance",
+    "TaskNotFoundError",
+    "TaskStatus",
+    "UnknownTaskError",
+    "schedule",
+    "task",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Task":
+        from runtime.api import Task
+
+        return Task
+    if name == "TaskStatus":
+        from runtime.state import TaskStatus
+
+        return TaskStatus
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
