@@ -16,7 +16,8 @@ HEADER_SOURCE_DEFAULT = "services"
 
 def camel(dotted: str) -> str:
     """`billing.invoice` + `send_mail` style names to `BillingInvoice` / `SendMail`."""
-    return "".join(part[:1].upper() + part[1:] for part in dotted.replace(".", "_").split("_") if part)
+    parts = dotted.replace(".", "_").split("_")
+    return "".join(part[:1].upper() + part[1:] for part in parts if part)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,21 @@ class TaskDef:
         return "self, *, " + ", ".join(p.signature for p in self.params)
 
     @property
+    def docstring(self) -> str:
+        """The description as the client class's docstring: triple-quoted when that is safe."""
+        text = self.description
+        if text.isprintable() and '"' not in text and "\\" not in text:
+            return f'"""{text}"""'
+        return repr(text)
+
+    @property
+    def keyword_signature(self) -> str:
+        """Parameter list of the client's static methods: `*, a: int, b: str = 'x'` or ``."""
+        if not self.params:
+            return ""
+        return "*, " + ", ".join(p.signature for p in self.params)
+
+    @property
     def call_dict(self) -> str:
         """The params dict literal passed to the runtime: `{'a': a, 'b': b}`."""
         return "{" + ", ".join(f"{p.name!r}: {p.name}" for p in self.params) + "}"
@@ -105,7 +121,8 @@ class TaskDef:
     @property
     def defaults_literal(self) -> str:
         """The defaults as a Python dict literal, for the schedule table."""
-        return "{" + ", ".join(f"{p.name!r}: {p.default}" for p in self.params if not p.required) + "}"
+        items = (f"{p.name!r}: {p.default}" for p in self.params if not p.required)
+        return "{" + ", ".join(items) + "}"
 
 
 @dataclass(frozen=True)
@@ -160,6 +177,26 @@ class Manifest:
         return tuple(t for t in self.tasks if t.scheduled)
 
     @property
+    def namespaces(self) -> tuple[Namespace, ...]:
+        """The top-level attributes of the client: one node per first component of a service."""
+        by_path = {s.name: s.tasks for s in self.services}
+        return _namespace_nodes("", by_path)
+
+    @property
+    def namespace_classes(self) -> tuple[Namespace, ...]:
+        """Every node of the client tree, children before their parent (definition order)."""
+        ordered: list[Namespace] = []
+
+        def visit(node: Namespace) -> None:
+            for child in node.children:
+                visit(child)
+            ordered.append(node)
+
+        for node in self.namespaces:
+            visit(node)
+        return tuple(ordered)
+
+    @property
     def uses_datetime(self) -> bool:
         return any("datetime." in p.type for t in self.tasks for p in t.params)
 
@@ -201,3 +238,22 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(self.to_data(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def _namespace_nodes(prefix: str, by_path: dict[str, tuple[TaskDef, ...]]) -> tuple[Namespace, ...]:
+    """The child nodes below `prefix` ('' for the root), sorted by attribute name."""
+    start = len(prefix) + 1 if prefix else 0
+    below = [path for path in by_path if not prefix or path.startswith(prefix + ".")]
+    attrs = sorted({path[start:].split(".")[0] for path in below})
+    nodes = []
+    for attr in attrs:
+        path = f"{prefix}.{attr}" if prefix else attr
+        nodes.append(
+            Namespace(
+                path=path,
+                attr=attr,
+                tasks=by_path.get(path, ()),
+                children=_namespace_nodes(path, by_path),
+            )
+        )
+    return tuple(nodes)
