@@ -1,0 +1,407 @@
+"""Scheduled tasks: cron slots in the configured timezone, and the processor's tick.
+
+Each schedule owns exactly one *upcoming* row in `_tasks`: `status='pending'`,
+`execution_mode='scheduled'` and `schedule_key = "service.task"` (a UNIQUE column, so a
+schedule can never have two). Workers never claim a row that carries a key. When the row
+falls due, `tick` releases it with one guarded UPDATE that clears the key (only one
+processor can win it) and, in the same transaction, inserts the next upcoming row. The
+released row is then an ordinary pending task. The cron and timezone a row was computed
+from are kept in its `status_data` (`{"schedule": {...}}`), so a changed cron is noticed
+and moves the row; releasing clears it. See docs/scheduling.md.
+
+Nothing here reads the system clock: `now` is passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter  # type: ignore[import-untyped]
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from runtime.clock import to_db
+from runtime.config import Config
+from runtime.registry import ScheduleEntry
+from runtime.schema import tasks
+
+# How far a wall-clock time and the instant it names can be apart beyond the zone's usual
+# offset: the largest DST shift of any zone in use today is two hours.
+_DST_MARGIN = timedelta(hours=3)
+
+
+def schedule_key(service: str, task: str) -> str:
+    """The `schedule_key` of a schedule's upcoming row."""
+    return f"{service}.{task}"
+
+
+def next_slot(cron: str, timezone: str, after: datetime) -> datetime:
+    """The first instant strictly after `after` at which `cron`, read in `timezone`, fires.
+
+    Returned in UTC. Around DST changes (docs/scheduling.md): a slot whose wall-clock time
+    does not exist runs at the first instant after the gap, and a wall-clock time that
+    occurs twice runs once, at its first occurrence; a cron whose hour field is `*` or
+    `*/n` instead follows real time (a nonexistent slot is dropped, a repeated one runs at
+    both instants), so an hourly job runs every real hour. Raises `ValueError` for a cron
+    that is malformed or never fires.
+    """
+    if after.tzinfo is None:
+        raise ValueError("next_slot needs a timezone-aware datetime")
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron expression {cron!r} must have 5 fields")
+    zone = ZoneInfo(timezone)
+    follows_real_time = fields[1].startswith("*")
+    after = after.astimezone(UTC)
+    # Wall-clock times are generated naively (pure calendar arithmetic) and mapped to
+    # instants here. A repeated wall time can name an instant later than `after` although
+    # the wall time itself is earlier, hence the look-back and look-ahead margins.
+    wall = croniter(cron, _wall(after, zone) - _DST_MARGIN)
+    best: datetime | None = None
+    while True:
+        candidate: datetime = wall.get_next(datetime)
+        if best is not None and candidate > _wall(best, zone) + _DST_MARGIN:
+            return best
+        for instant in _instants(candidate, zone, follows_real_time):
+            if instant > after and (best is None or instant < best):
+                best = instant
+
+
+def _wall(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The naive wall-clock time of an instant in `zone`."""
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+
+def _instants(wall: datetime, zone: ZoneInfo, follows_real_time: bool) -> Iterable[datetime]:
+    """The UTC instants at which a cron slot at wall-clock time `wall` runs."""
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second:
+        return (first,)
+    if _wall(first, zone) == wall:  # the wall time occurs twice (clocks went back)
+        return (first, second) if follows_real_time else (first,)
+    # The wall time falls in a gap (clocks went forward): `second` lies before the gap
+    # and `first` after it, both by the same amount.
+    return () if follows_real_time else (_gap_end(second, first, zone),)
+
+
+def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the clocks jumped forward, between `before` and `after` (to the second)."""
+    offset = after.astimezone(zone).utcoffset()
+    low, high = int(before.timestamp()), int(after.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == offset:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
+
+
+@dataclass(frozen=True)
+class ReleasedRun:
+    """A due scheduled run this tick turned into an ordinary pending task."""
+
+    key: str
+    task_id: int
+    queue_name: str
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one `tick` did, by schedule key.
+
+    `created`: upcoming rows inserted; `moved`: rows whose cron or timezone changed;
+    `updated`: rows whose queue, timeout or params changed; `removed`: rows of schedules
+    no longer in the code; `released`: runs started; `skipped`: due runs debounced
+    because an earlier run of the task is still waiting or running; `errors`: one
+    message per schedule that could not be handled (e.g. a cron that never fires).
+    """
+
+    created: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    released: tuple[ReleasedRun, ...] = ()
+    skipped: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def tick(
+    engine: Engine, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
+) -> TickResult:
+    """Bring the upcoming rows in line with `schedules`, then release those due at `now`.
+
+    Safe to run from any number of processors at once: every write is guarded by the
+    row's `schedule_key`, and inserting an upcoming row that another processor already
+    inserted fails on the UNIQUE key and is ignored.
+    """
+    if now.tzinfo is None:
+        raise ValueError("tick needs a timezone-aware `now`")
+    entries = {schedule_key(e.service, e.task): e for e in schedules}
+    run = _Tick(engine, config, entries, now)
+    run.sync()
+    run.release_due()
+    return run.result()
+
+
+class _Tick:
+    """The state of one tick: the schedules by key, `now`, and what was done."""
+
+    def __init__(
+        self, engine: Engine, config: Config, entries: Mapping[str, ScheduleEntry], now: datetime
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.entries = entries
+        self.now = now
+        self.now_db = to_db(now)
+        self.created: list[str] = []
+        self.moved: list[str] = []
+        self.updated: list[str] = []
+        self.removed: list[str] = []
+        self.released: list[ReleasedRun] = []
+        self.skipped: list[str] = []
+        self.errors: list[str] = []
+
+    def result(self) -> TickResult:
+        return TickResult(
+            created=tuple(self.created),
+            moved=tuple(self.moved),
+            updated=tuple(self.updated),
+            removed=tuple(self.removed),
+            released=tuple(self.released),
+            skipped=tuple(self.skipped),
+            errors=tuple(self.errors),
+        )
+
+    def spec(self, entry: ScheduleEntry) -> dict[str, str]:
+        """What an upcoming row's slot was computed from."""
+        return {"cron": entry.cron, "timezone": self.config.timezone}
+
+    def slot(self, key: str) -> datetime | None:
+        """The next slot of schedule `key` after now, or None (recorded as an error)."""
+        entry = self.entries[key]
+        try:
+            return next_slot(entry.cron, self.config.timezone, self.now)
+        except ValueError as exc:
+            self.errors.append(f"{key}: cron {entry.cron!r}: {exc}")
+            return None
+
+    def upcoming_values(self, entry: ScheduleEntry, slot: datetime) -> dict[str, Any]:
+        """The column values of a new upcoming row at `slot`."""
+        at = to_db(slot)
+        return {
+            "server_id": self.config.server_id,
+            "service_name": entry.service,
+            "task_name": entry.task,
+            "queue_name": entry.queue,
+            "execution_mode": "scheduled",
+            "status": "pending",
+            "params": _json(entry.params),
+            "status_data": _json({"schedule": self.spec(entry)}),
+            "scheduled_at": at,
+            "next_run_at": at,
+            "timeout_seconds": entry.timeout,
+            "has_temp_directory": False,
+            "created_at": self.now_db,
+            "updated_at": self.now_db,
+            "schedule_key": schedule_key(entry.service, entry.task),
+        }
+
+    def sync(self) -> None:
+        """Create missing upcoming rows, update changed ones, delete those of removed schedules."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    tasks.c.id,
+                    tasks.c.schedule_key,
+                    tasks.c.queue_name,
+                    tasks.c.timeout_seconds,
+                    tasks.c.params,
+                    tasks.c.status_data,
+                    tasks.c.next_run_at,
+                ).where(tasks.c.schedule_key.is_not(None))
+            ).all()
+        existing = {row.schedule_key: row for row in rows}
+
+        gone = sorted(set(existing) - set(self.entries))
+        if gone:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    delete(tasks).where(tasks.c.schedule_key.in_(gone), tasks.c.status == "pending")
+                )
+            self.removed.extend(gone)
+
+        for key in sorted(self.entries):
+            entry = self.entries[key]
+            row = existing.get(key)
+            if row is None:
+                self.create(key, entry)
+                continue
+            changes: dict[str, Any] = {}
+            if (
+                row.queue_name != entry.queue
+                or row.timeout_seconds != entry.timeout
+                or _loads(row.params) != dict(entry.params)
+            ):
+                changes.update(
+                    queue_name=entry.queue,
+                    timeout_seconds=entry.timeout,
+                    params=_json(entry.params),
+                )
+            spec = self.spec(entry)
+            stored = _loads(row.status_data)
+            moved = row.next_run_at is None or (
+                not isinstance(stored, dict) or stored.get("schedule") != spec
+            )
+            if moved:
+                slot = self.slot(key)
+                if slot is None:
+                    continue
+                changes.update(
+                    status_data=_json({"schedule": spec}),
+                    next_run_at=to_db(slot),
+                    scheduled_at=to_db(slot),
+                )
+            if not changes:
+                continue
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(tasks)
+                    .where(
+                        tasks.c.id == row.id,
+                        tasks.c.schedule_key == key,
+                        tasks.c.status == "pending",
+                    )
+                    .values(updated_at=self.now_db, **changes)
+                )
+            (self.moved if moved else self.updated).append(key)
+
+    def create(self, key: str, entry: ScheduleEntry) -> None:
+        """Insert the upcoming row of a schedule first seen now; losing the race is fine."""
+        slot = self.slot(key)
+        if slot is None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tasks).values(**self.upcoming_values(entry, slot)))
+        except IntegrityError:
+            return  # another processor inserted it first
+        self.created.append(key)
+
+    def release_due(self) -> None:
+        """Start every upcoming run whose `next_run_at` has come, or debounce it."""
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                select(
+                    tasks.c.id,
+                    tasks.c.schedule_key,
+                    tasks.c.service_name,
+                    tasks.c.task_name,
+                    tasks.c.queue_name,
+                )
+                .where(
+                    tasks.c.schedule_key.is_not(None),
+                    tasks.c.status == "pending",
+                    tasks.c.next_run_at <= self.now_db,
+                )
+                .order_by(tasks.c.next_run_at, tasks.c.id)
+            ).all()
+        for row in due:
+            key = row.schedule_key
+            if key not in self.entries:
+                continue
+            if self.busy(row.service_name, row.task_name):
+                self.debounce(row.id, key)
+            else:
+                self.release(row.id, key, row.queue_name)
+
+    def busy(self, service: str, task: str) -> bool:
+        """Whether an earlier run of the task is running, or released and still waiting."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(tasks.c.id)
+                .where(
+                    tasks.c.service_name == service,
+                    tasks.c.task_name == task,
+                    tasks.c.schedule_key.is_(None),
+                    or_(
+                        tasks.c.status == "running",
+                        and_(tasks.c.status == "pending", tasks.c.execution_mode == "scheduled"),
+                    ),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
+
+    def debounce(self, row_id: int, key: str) -> None:
+        """Skip the due slot: move the upcoming row to the next slot after now."""
+        slot = self.slot(key)
+        if slot is None:
+            return
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(tasks)
+                .where(
+                    tasks.c.id == row_id,
+                    tasks.c.schedule_key == key,
+                    tasks.c.status == "pending",
+                    tasks.c.next_run_at <= self.now_db,
+                )
+                .values(next_run_at=to_db(slot), scheduled_at=to_db(slot), updated_at=self.now_db)
+            ).rowcount
+        if moved == 1:
+            self.skipped.append(key)
+
+    def release(self, row_id: int, key: str, queue_name: str) -> None:
+        """Turn the due row into an ordinary pending task and insert the next upcoming row.
+
+        The guarded UPDATE is the exactly-once point: only the processor whose UPDATE
+        changes the row (rowcount 1) goes on; the others find the key already cleared.
+        """
+        entry = self.entries[key]
+        slot = self.slot(key)
+        if slot is None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                won = conn.execute(
+                    update(tasks)
+                    .where(
+                        tasks.c.id == row_id,
+                        tasks.c.schedule_key == key,
+                        tasks.c.status == "pending",
+                        tasks.c.next_run_at <= self.now_db,
+                    )
+                    .values(
+                        schedule_key=None,
+                        status_data=None,
+                        server_id=self.config.server_id,
+                        updated_at=self.now_db,
+                    )
+                ).rowcount
+                if won != 1:
+                    return
+                conn.execute(insert(tasks).values(**self.upcoming_values(entry, slot)))
+        except IntegrityError:
+            return  # rolled back: the row stays upcoming and the next tick tries again
+        self.released.append(ReleasedRun(key, row_id, queue_name))
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
