@@ -457,17 +457,22 @@ def test_an_hourly_job_follows_real_hours_across_dst(
     assert gaps == {timedelta(hours=1)}
 
 
-def test_every_20_minutes_keeps_its_rhythm_across_fall_back() -> None:
-    runs = _runs("*/20 * * * *", NY, at("2024-11-03 04:50"), at("2024-11-03 07:10"))
+@pytest.mark.parametrize(
+    ("after", "until"),
+    [("2024-11-03 04:50", "2024-11-03 07:10"), ("2024-03-10 04:50", "2024-03-10 07:10")],
+    ids=["fall-back", "spring-forward"],
+)
+def test_every_20_minutes_keeps_its_rhythm_across_dst(after: str, until: str) -> None:
+    runs = _runs("*/20 * * * *", NY, at(after), at(until))
     assert [r.strftime("%H:%M") for r in runs] == [
-        "05:00",
-        "05:20",
-        "05:40",
-        "06:00",
-        "06:20",
-        "06:40",
-        "07:00",
-    ]
+        "05:00", "05:20", "05:40", "06:00", "06:20", "06:40", "07:00",
+    ]  # fmt: skip
+
+
+def test_two_slots_moved_onto_the_same_instant_run_once() -> None:
+    # 02:00 does not exist on 2024-03-10 in New York and moves to 03:00, where 03:00 is.
+    runs = _runs("0 2,3 * * *", NY, at("2024-03-10 05:00"), at("2024-03-11 12:00"))
+    assert runs == [at("2024-03-10 07:00"), at("2024-03-11 06:00"), at("2024-03-11 07:00")]
 
 
 @pytest.mark.parametrize(("zone", "day", "forward"), TRANSITIONS)
