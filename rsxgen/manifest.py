@@ -110,6 +110,18 @@ class TaskDef:
         return "*, " + ", ".join(p.signature for p in self.params)
 
     @property
+    def client_methods(self) -> tuple[tuple[str, str, str], ...]:
+        """The client class's methods: name, return annotation and docstring of each."""
+        return (
+            (
+                "dispatch",
+                "int",
+                f"Queue the task (queue {self.queue}, timeout {self.timeout} s); return its id.",
+            ),
+            ("run", "typing.Any", "Run the task now, in this process; return its result."),
+        )
+
+    @property
     def call_dict(self) -> str:
         """The params dict literal passed to the runtime: `{'a': a, 'b': b}`."""
         return "{" + ", ".join(f"{p.name!r}: {p.name}" for p in self.params) + "}"
