@@ -5,27 +5,40 @@
   other row. Its UNIQUE constraint is what makes a schedule have at most one upcoming row
   however many processors race; releasing a due run clears it in a guarded UPDATE.
 - `worker_started`: the executing process's start time (psutil `create_time()`), so a
-  reused PID is told apart from the worker that claimed the task.
+  reused PID is told apart from the worker that claimed the task. A double: MySQL's
+  single-precision FLOAT cannot hold an epoch timestamp to the second.
+- `temp_ttl_seconds`: the task's `set_temp_expiration` value, kept so that a task marked
+  stuck after calling it still gets that expiry (NULL: `temp_directory_default_ttl`).
 - `description` is not stored; it lives in the generated registry.
 
 `_workers` has one row per live worker process; `_meta` records the schema version.
+
+On MySQL/MariaDB timestamps are `DATETIME(6)` (plain DATETIME drops the fraction of a
+second, which FIFO and timeout checks need) and text columns `LONGTEXT` (TEXT stops at
+64 KB, and a task's log can grow past it). The MySQL types load only when that dialect is
+used, so SQLite users do not pay for importing them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     DateTime,
-    Float,
+    Double,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 SCHEMA_VERSION = 1
 
@@ -33,6 +46,36 @@ metadata = MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so BigInteger falls back to Integer there.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
+_MYSQL = ("mysql", "mariadb")
+
+
+class Timestamp(TypeDecorator[Any]):
+    """A naive UTC DateTime, with microseconds on MySQL/MariaDB too (`DATETIME(6)`)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+
+class LongText(TypeDecorator[Any]):
+    """Unbounded text: TEXT, or `LONGTEXT` on MySQL/MariaDB where TEXT stops at 64 KB."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            from sqlalchemy.dialects.mysql import LONGTEXT
+
+            return dialect.type_descriptor(LONGTEXT())
+        return dialect.type_descriptor(Text())
+
 
 tasks = Table(
     "_tasks",
@@ -44,22 +87,23 @@ tasks = Table(
     Column("queue_name", String(100), nullable=False),
     Column("execution_mode", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("params", Text, nullable=False),
-    Column("result", Text, nullable=True),
-    Column("status_data", Text, nullable=True),
-    Column("status_log", Text, nullable=True),
-    Column("scheduled_at", DateTime, nullable=True),
-    Column("next_run_at", DateTime, nullable=True),
-    Column("started_at", DateTime, nullable=True),
-    Column("completed_at", DateTime, nullable=True),
+    Column("params", LongText(), nullable=False),
+    Column("result", LongText(), nullable=True),
+    Column("status_data", LongText(), nullable=True),
+    Column("status_log", LongText(), nullable=True),
+    Column("scheduled_at", Timestamp(), nullable=True),
+    Column("next_run_at", Timestamp(), nullable=True),
+    Column("started_at", Timestamp(), nullable=True),
+    Column("completed_at", Timestamp(), nullable=True),
     Column("timeout_seconds", Integer, nullable=False),
     Column("worker_pid", Integer, nullable=True),
     Column("has_temp_directory", Boolean, nullable=False, default=False),
-    Column("temp_expires_at", DateTime, nullable=True),
-    Column("created_at", DateTime, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
+    Column("temp_expires_at", Timestamp(), nullable=True),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
     Column("schedule_key", String(191), nullable=True, unique=True),
-    Column("worker_started", Float, nullable=True),
+    Column("worker_started", Double, nullable=True),
+    Column("temp_ttl_seconds", Integer, nullable=True),
     Index("ix__tasks_claim", "queue_name", "status", "id"),
     Index("ix__tasks_status", "status", "server_id"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
@@ -71,10 +115,10 @@ workers = Table(
     Column("id", _ID, primary_key=True, autoincrement=True),
     Column("server_id", Integer, nullable=False),
     Column("pid", Integer, nullable=False),
-    Column("process_started", Float, nullable=False),
+    Column("process_started", Double, nullable=False),
     Column("queue_name", String(100), nullable=False),
-    Column("heartbeat_at", DateTime, nullable=False),
-    Column("created_at", DateTime, nullable=False),
+    Column("heartbeat_at", Timestamp(), nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
     Column("current_task_id", BigInteger, nullable=True),
     Index("ix__workers_server_queue", "server_id", "queue_name"),
 )

@@ -1,0 +1,121 @@
+"""`Task`: dispatch, status, redispatch and immediate runs, for application code.
+
+The config is found the way every command finds it (`RSX_CONFIG`, else `rsx.toml` in the
+current folder or a parent) and kept per process, with its store and registry; a worker
+or command that was given `--config` installs its own with `use_config`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from runtime.clock import utcnow
+from runtime.config import Config, load_config
+from runtime.errors import ConfigError
+from runtime.registry import TaskEntry, load_tasks, lookup
+from runtime.state import TaskStatus
+from runtime.store import Store
+
+log = logging.getLogger("runtime")
+
+
+class Context:
+    """One app's config, store and (loaded on first need) task registry."""
+
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config)
+        self._tasks: Mapping[tuple[str, str], TaskEntry] | None = None
+
+    @property
+    def tasks(self) -> Mapping[tuple[str, str], TaskEntry]:
+        """The generated registry (imports pydantic and the app's generated package)."""
+        if self._tasks is None:
+            self._tasks = load_tasks(self.config)
+        return self._tasks
+
+
+_installed: Context | None = None
+_found: dict[tuple[str | None, ...], Context] = {}
+
+
+def use_config(config: Config, store: Store | None = None) -> Context:
+    """Make `config` the one this process uses (workers and commands given `--config`)."""
+    global _installed
+    _installed = Context(config, store)
+    return _installed
+
+
+def context() -> Context:
+    """The current app's context, found from the environment and the working folder."""
+    if _installed is not None:
+        return _installed
+    key = (
+        os.getcwd(),
+        os.environ.get("RSX_CONFIG"),
+        os.environ.get("RSX_DATABASE_URL"),
+        os.environ.get("RSX_SERVER_ID"),
+    )
+    found = _found.get(key)
+    if found is None:
+        found = _found[key] = Context(load_config())
+    return found
+
+
+class Task:
+    """The runtime's API: `Task.dispatch`, `Task.status`, `Task.redispatch`, `Task.run`."""
+
+    @staticmethod
+    def dispatch(service: str, task: str, params: Mapping[str, Any] | None = None) -> int:
+        """Queue a task and return its id; a worker is started if the queue's limits allow.
+
+        Raises `UnknownTaskError`, `ParamsError` (naming each bad field), `ConfigError` if
+        the task's queue is not in the config, `BackendError` if the database fails.
+        """
+        from runtime.spawn import free_slots, spawn_worker
+        from runtime.validation import validate
+
+        ctx = context()
+        entry = lookup(ctx.tasks, service, task)
+        model = validate(entry, params)
+        if ctx.config.queue(entry.queue) is None:
+            raise ConfigError(
+                f"queue '{entry.queue}' of task {service}.{task} is not defined in "
+                f"{ctx.config.path.name} (queues: {', '.join(ctx.config.queues)})"
+            )
+        task_id = ctx.store.insert_task(
+            service=service,
+            task=task,
+            queue=entry.queue,
+            params=model.model_dump(mode="json"),
+            timeout=entry.timeout,
+            now=utcnow(),
+        )
+        if free_slots(ctx.config, ctx.store, entry.queue) > 0:
+            try:
+                spawn_worker(ctx.config, entry.queue)
+            except OSError as exc:
+                log.warning("task %s queued, but no worker could be started: %s", task_id, exc)
+        return task_id
+
+    @staticmethod
+    def status(task_id: int) -> TaskStatus:
+        """The task's status, log and result; `TaskNotFoundError` for an unknown id."""
+        return context().store.get(task_id)
+
+    @staticmethod
+    def redispatch(task_id: int) -> int:
+        """Queue a new pending copy (same service, task and params) of any task; its id."""
+        old = context().store.get(task_id)
+        return Task.dispatch(old.service_name, old.task_name, dict(old.params))
+
+    @staticmethod
+    def run(service: str, task: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run a task now, in this process (immediate mode): no row, no timeout."""
+        from runtime.immediate import run
+
+        ctx = context()
+        return run(ctx.config, ctx.tasks, service, task, params)

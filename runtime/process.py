@@ -1,0 +1,111 @@
+"""`python -m runtime.process [--queue NAME] [--config PATH]`: the processor cron runs.
+
+1) marks stuck the running tasks whose worker is gone; 2) lets the scheduler start due
+scheduled tasks; 3) spawns workers for queues with pending tasks, up to the limits;
+4) becomes a worker itself for the queue waiting longest, if under quota; 5) works that
+queue until it is empty, then exits 0. With `--queue` only that queue is spawned for and
+worked. A run with nothing pending loads neither pydantic nor the task registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+
+from runtime.cli import UsageError, run_command
+from runtime.clock import utcnow
+from runtime.config import Config, load_config
+from runtime.store import Store
+
+PROG = "python -m runtime.process"
+
+
+def run_scheduler(store: Store, config: Config, now: datetime) -> None:
+    """Let `runtime.scheduler.tick` create upcoming runs and release due ones."""
+    try:
+        from runtime.scheduler import tick
+    except ModuleNotFoundError as exc:
+        if exc.name != "runtime.scheduler":
+            raise
+        return
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from runtime.registry import load_schedules
+
+    schedules = load_schedules(config)
+    try:
+        result = tick(store.engine, config, schedules, now)
+    except SQLAlchemyError as exc:
+        raise store.backend_error(exc) from None
+    for error in getattr(result, "errors", ()):
+        print(f"{PROG}: warning: schedule {error}", file=sys.stderr)
+
+
+def process(config: Config, queue: str | None = None, now: datetime | None = None) -> int:
+    """One processor run (see the module doc); the exit status."""
+    from runtime.spawn import spawn_for_pending, worker_log_path
+    from runtime.worker import Supervisor, register
+
+    store = Store(config)
+    now = now or utcnow()
+    store.sweep(now)
+    run_scheduler(store, config, now)
+
+    pending = store.pending_counts(queue)
+    for name in sorted(set(pending) - set(config.queues)):
+        print(
+            f"{PROG}: warning: {pending[name][0]} pending task(s) on queue '{name}', "
+            f"which is not defined in {config.path.name}",
+            file=sys.stderr,
+        )
+    order = sorted((q for q in pending if q in config.queues), key=lambda q: pending[q][1])
+    if not order:
+        return 0
+
+    own: str | None = None
+    worker_id: int | None = None
+    for name in order:
+        worker_id = register(config, store, name)
+        if worker_id is not None:
+            own = name
+            break
+    counts = {q: pending[q][0] - (1 if q == own else 0) for q in order}
+    spawn_for_pending(config, store, counts)
+    if own is None or worker_id is None:
+        return 0
+
+    from runtime.api import use_config
+
+    log_path = worker_log_path(config, own)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), sys.stdout.fileno())
+        os.dup2(log.fileno(), sys.stderr.fileno())
+    use_config(config, store)
+    return Supervisor(config, store, own, worker_id).serve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Run due and pending tasks.")
+    parser.add_argument("--queue", help="spawn for and work on this queue only")
+    parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        config = load_config(args.config)
+        if args.queue is not None and config.queue(args.queue) is None:
+            raise UsageError(
+                f"queue '{args.queue}' is not defined in {config.path.name} "
+                f"(queues: {', '.join(config.queues)})"
+            )
+        return process(config, args.queue)
+
+    return run_command(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""`python -m runtime.status [--config PATH] TASK_ID [--json] [--follow]`.
+
+Prints a task's status; `--json` as one object with the `TaskStatus` attributes as keys
+(timestamps ISO 8601 UTC). `--follow` prints log lines and progress as they arrive until
+the task ends, then exits 0 if it completed and 1 otherwise. Unknown id: exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+
+from runtime.cli import run_command
+from runtime.config import load_config
+from runtime.state import Status, TaskStatus
+from runtime.store import Store
+
+PROG = "python -m runtime.status"
+BAR_WIDTH = 30
+
+
+def render(status: TaskStatus) -> str:
+    """A human-readable report of a task."""
+
+    def when(moment: datetime | None) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+    lines = [
+        f"task {status.id}: {status.service_name}.{status.task_name} "
+        f"(queue {status.queue_name}, {status.execution_mode})",
+        f"  status     {status.status.value}",
+    ]
+    if "progress" in status.status_data:
+        lines.append(f"  progress   {status.get('progress')}")
+    lines += [
+        f"  params     {json.dumps(dict(status.params), ensure_ascii=False)}",
+        f"  created    {when(status.created_at)}",
+        f"  started    {when(status.started_at)}",
+        f"  completed  {when(status.completed_at)}",
+    ]
+    if status.status_data:
+        lines.append(f"  data       {json.dumps(dict(status.status_data), ensure_ascii=False)}")
+    if status.result is not None:
+        lines.append(f"  result     {json.dumps(status.result, ensure_ascii=False)}")
+    if status.log:
+        lines.append("  log:")
+        lines += [f"    {line}" for line in status.log.rstrip("\n").split("\n")]
+    return "\n".join(lines)
+
+
+def progress_bar(value: Any) -> str:
+    """`[#######.......]  40%` for a number 0..100; the raw value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"progress: {value}"
+    share = max(0.0, min(100.0, float(value)))
+    filled = round(BAR_WIDTH * share / 100)
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:3.0f}%"
+
+
+class Follower:
+    """Prints a task's new log lines and progress changes until it ends."""
+
+    def __init__(self, store: Store, task_id: int, out: TextIO) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.out = out
+        self.tty = out.isatty()
+        self.printed = 0
+        self.progress: Any = None
+        self.bar_shown = False
+
+    def show(self, status: TaskStatus) -> None:
+        fresh = status.log[self.printed :]
+        complete = fresh[: fresh.rfind("\n") + 1]
+        if complete:
+            self._clear_bar()
+            self.out.write(complete)
+            self.printed += len(complete)
+        progress = status.get("progress")
+        redraw = self.tty and not self.bar_shown
+        if progress is not None and (progress != self.progress or redraw):
+            self.progress = progress
+            if self.tty:
+                self.out.write(f"\r{progress_bar(progress)}")
+                self.bar_shown = True
+            else:
+                self.out.write(progress_bar(progress) + "\n")
+        self.out.flush()
+
+    def _clear_bar(self) -> None:
+        if self.bar_shown:
+            self.out.write("\r" + " " * (BAR_WIDTH + 8) + "\r")
+            self.bar_shown = False
+
+    def follow(self) -> TaskStatus:
+        """Show updates until the task has ended; its final status."""
+        with self.store.read() as conn:
+            while True:
+                status = self.store.get(self.task_id)
+                self.show(status)
+                if status.finished:
+                    rest = status.log[self.printed :]
+                    if rest:
+                        self._clear_bar()
+                        self.out.write(rest if rest.endswith("\n") else rest + "\n")
+                    if self.bar_shown:
+                        self.out.write("\n")
+                    self.out.flush()
+                    return status
+                self.store.wait_for_change(conn, f"task_{self.task_id}", 1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Show a task's status.")
+    parser.add_argument("task_id", type=int, metavar="TASK_ID")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--follow", action="store_true", help="follow log and progress")
+    parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        store = Store(load_config(args.config))
+        if args.follow:
+            status = Follower(store, args.task_id, sys.stdout).follow()
+            if args.json:
+                print(json.dumps(status.to_dict(), ensure_ascii=False))
+            else:
+                print(f"task {status.id} {status.status.value}")
+            return 0 if status.status == Status.COMPLETED else 1
+        status = store.get(args.task_id)
+        if args.json:
+            print(json.dumps(status.to_dict(), ensure_ascii=False, indent=2))
+        else:
+            print(render(status))
+        return 0
+
+    return run_command(PROG, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""A worker: registers under the limits, then supervises one executor child.
+
+`python -m runtime.worker --queue Q --config PATH` is what dispatch and the processor
+start, detached. The worker registers in `_workers` only if the queue's `max_workers`
+and the server's `global_max_workers` allow (else it exits 0 at once), loads the
+registry, and forks one long-lived executor (`runtime.executor`) that claims and runs
+tasks. The worker itself stays small and single-threaded: it heartbeats, and watches the
+running task's deadline; past it, it SIGKILLs the executor, marks the task `stuck` and
+forks a fresh executor for the rest of the queue. No fork per task, and a task that hangs
+in C code is still stopped within a second of its timeout.
+
+SIGTERM/SIGINT: forwarded to the executor, which finishes its task and takes no new one;
+the worker then deregisters and exits 0. When the queue is empty the executor retires the
+registration (atomically with finding nothing to claim) and the worker spawns workers for
+other queues still waiting, since its freed slot may be the one they were waiting for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.clock import utcnow
+from runtime.config import Config
+from runtime.registry import TaskEntry
+from runtime.store import Limits, Store, start_time
+
+HEARTBEAT_INTERVAL_S = 2.0
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class _Running:
+    """The task the executor reported as started."""
+
+    task_id: int
+    timeout: int
+    deadline: float
+
+
+def register(config: Config, store: Store, queue: str) -> int | None:
+    """Register this process as a worker of `queue` if the limits allow; its id or None."""
+    queue_config = config.queue(queue)
+    assert queue_config is not None
+    pid = os.getpid()
+    return store.register_worker(
+        queue,
+        pid,
+        start_time(pid) or time.time(),
+        Limits(queue=queue_config.max_workers, server=config.global_max_workers),
+        utcnow(),
+    )
+
+
+class Supervisor:
+    """Runs the executor child of one registered worker, enforcing task timeouts."""
+
+    def __init__(self, config: Config, store: Store, queue: str, worker_id: int) -> None:
+        self.config = config
+        self.store = store
+        self.queue = queue
+        self.worker_id = worker_id
+        self.registry: Mapping[tuple[str, str], TaskEntry] = {}
+        self.child: int | None = None
+        self.pipe: int | None = None
+        self.buffer = b""
+        self.running: _Running | None = None
+        self.stopping = False
+        self.retired = False
+        self.failed = False
+        self.next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL_S
+
+    def serve(self) -> int:
+        """Work the queue until it is empty or a stop is requested; the exit status."""
+        from runtime.registry import load_tasks
+
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        say(f"worker {os.getpid()} for queue {self.queue} started")
+        try:
+            self.registry = load_tasks(self.config)
+            while not (self.stopping or self.retired or self.failed):
+                if self.child is None:
+                    self._fork()
+                self._step()
+            while self.child is not None:
+                self._step()
+        finally:
+            if not self.retired:
+                self.store.deregister(self.worker_id)
+        if self.retired:
+            say(f"worker {os.getpid()}: queue {self.queue} is empty, exiting")
+            self._hand_off()
+        else:
+            say(f"worker {os.getpid()}: stopped")
+        return 1 if self.failed else 0
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        if self.child is not None:
+            try:
+                os.kill(self.child, signum)
+            except ProcessLookupError:
+                pass
+
+    def _fork(self) -> None:
+        """Start an executor child with a pipe back to us."""
+        from runtime.executor import Executor
+
+        read_end, write_end = os.pipe()
+        self.store.dispose()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        supervisor = os.getpid()
+        # Signals wait until each side has its own handlers in place.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        pid = os.fork()
+        if pid == 0:  # the executor
+            os.close(read_end)
+            code = 0
+            try:
+                _die_with_parent()
+                self.store.dispose(close=False)
+
+                def report(message: str) -> None:
+                    os.write(write_end, f"{message}\n".encode())
+
+                Executor(
+                    self.config, self.store, self.registry, self.queue, self.worker_id,
+                    report, supervisor,
+                ).run()
+            except BaseException as exc:  # noqa: BLE001 - the child must never unwind into us
+                say(f"executor {os.getpid()} failed: {type(exc).__name__}: {exc}")
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(write_end)
+        self.child, self.pipe, self.buffer = pid, read_end, b""
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+    def _step(self) -> None:
+        """Wait for a message from the executor, a deadline or a heartbeat, and act."""
+        assert self.child is not None and self.pipe is not None
+        now = time.monotonic()
+        wait = max(0.0, min(1.0, self.next_heartbeat - now))
+        if self.running is not None:
+            wait = max(0.0, min(wait, self.running.deadline - now))
+        try:
+            ready, _, _ = select.select([self.pipe], [], [], wait)
+        except InterruptedError:
+            ready = []
+        if ready:
+            data = os.read(self.pipe, 4096)
+            if not data:
+                self._reap()
+                return
+            self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                self._message(line.decode())
+        now = time.monotonic()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + HEARTBEAT_INTERVAL_S
+            try:
+                self.store.heartbeat(self.worker_id, utcnow())
+            except Exception as exc:
+                say(f"worker {os.getpid()}: heartbeat failed: {exc}")
+        if self.running is not None and now >= self.running.deadline:
+            self._time_out()
+
+    def _message(self, line: str) -> None:
+        words = line.split()
+        if words[:1] == ["start"]:
+            timeout = int(words[2])
+            self.running = _Running(int(words[1]), timeout, time.monotonic() + timeout)
+        elif words[:1] == ["end"]:
+            self.running = None
+        elif words == ["retired"]:
+            self.retired = True
+        elif words == ["stopping"]:
+            self.stopping = True
+
+    def _time_out(self) -> None:
+        """Kill the executor whose task overran its timeout and mark the task stuck."""
+        assert self.child is not None and self.running is not None
+        running, child = self.running, self.child
+        os.kill(child, signal.SIGKILL)
+        self._reap(expected=True)
+        reason = (
+            f"Task exceeded its timeout of {running.timeout} s and was killed; marked stuck"
+        )
+        self.store.mark_stuck(running.task_id, child, reason, utcnow())
+        say(f"task {running.task_id}: exceeded its timeout of {running.timeout} s; marked stuck")
+
+    def _reap(self, expected: bool = False) -> None:
+        """Collect the exited executor; a task it left running is marked stuck."""
+        assert self.child is not None and self.pipe is not None
+        child = self.child
+        _, status = os.waitpid(child, 0)
+        os.close(self.pipe)
+        self.child, self.pipe = None, None
+        running, self.running = self.running, None
+        if expected:
+            return
+        how = _describe_exit(status)
+        if running is not None:
+            reason = f"Worker process {child} died while running the task ({how}); marked stuck"
+            self.store.mark_stuck(running.task_id, child, reason, utcnow())
+            say(f"task {running.task_id}: executor {child} died ({how}); marked stuck")
+        elif not (self.retired or self.stopping):
+            say(f"worker {os.getpid()}: executor {child} exited unexpectedly ({how})")
+            self.failed = True
+
+    def _hand_off(self) -> None:
+        """Spawn workers for other queues waiting for the slot this worker frees."""
+        from runtime.spawn import spawn_for_pending
+
+        try:
+            pending = self.store.pending_counts()
+            order = sorted(pending, key=lambda q: pending[q][1])
+            spawn_for_pending(self.config, self.store, {q: pending[q][0] for q in order})
+        except Exception as exc:
+            say(f"worker {os.getpid()}: could not start workers for waiting queues: {exc}")
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the supervisor dies (best effort elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def say(message: str) -> None:
+    """One timestamped line in the worker log (the worker's stderr)."""
+    stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m runtime.worker --queue Q [--config PATH]`."""
+    from runtime.cli import run_command
+    from runtime.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.worker")
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--config")
+    args = parser.parse_args(argv)
+
+    def work() -> int:
+        config = load_config(args.config)
+        if config.queue(args.queue) is None:
+            from runtime.cli import UsageError
+
+            raise UsageError(f"queue '{args.queue}' is not defined in {config.path.name}")
+        store = Store(config)
+        worker_id = register(config, store, args.queue)
+        if worker_id is None:
+            return 0
+        from runtime.api import use_config
+
+        use_config(config, store)
+        return Supervisor(config, store, args.queue, worker_id).serve()
+
+    return run_command(parser.prog, work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

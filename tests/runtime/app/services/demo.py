@@ -1,0 +1,118 @@
+"""Tasks the runtime tests dispatch: each shows one behaviour a user relies on."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from runtime import TaskInstance, task
+
+
+def wait_for_file(path: Path, timeout: float) -> None:
+    """Block until `path` exists (the test opens the gate), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {path} not opened within {timeout} s")
+        time.sleep(0.02)
+
+
+@task("Add two numbers")
+def add(task: TaskInstance, a: int, b: int = 0) -> int:
+    task.log(f"adding {a} and {b}")
+    return a + b
+
+
+@task("Report progress, then wait for a gate file", queue="video")
+def gated(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str, Any]:
+    task.set_status("progress", 50)
+    task.log("waiting for the gate")
+    wait_for_file(Path(gate), timeout)
+    task.set_status("progress", 100)
+    task.log("gate opened")
+    return {"pid": os.getpid()}
+
+
+@task("Fail with a message")
+def fail(task: TaskInstance, message: str) -> None:
+    task.log("about to fail")
+    raise ValueError(message)
+
+
+@task("Return a value JSON cannot hold")
+def bad_result(task: TaskInstance) -> Any:
+    return {"numbers": {1, 2, 3}}
+
+
+@task("Sleep past the timeout", queue="slow", timeout=2)
+def hang(task: TaskInstance, seconds: float = 60.0) -> None:
+    task.log("hanging")
+    time.sleep(seconds)
+
+
+@task("Append a line to a file", queue="slow")
+def note(task: TaskInstance, path: str, text: str) -> str:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(text + "\n")
+    return text
+
+
+@task("Record when it ran", queue="video")
+def record(task: TaskInstance, path: str, hold: float = 0.02) -> dict[str, Any]:
+    return _record(task, path, hold)
+
+
+@task("Record when it ran, on another queue", queue="other")
+def record_other(task: TaskInstance, path: str, hold: float = 0.02) -> dict[str, Any]:
+    return _record(task, path, hold)
+
+
+def _record(task: TaskInstance, path: str, hold: float) -> dict[str, Any]:
+    start = time.time()
+    time.sleep(hold)
+    end = time.time()
+    line = {"id": task.id, "start": start, "end": end, "pid": os.getpid()}
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+    return line
+
+
+@task("Echo typed parameters")
+def echo(
+    task: TaskInstance,
+    count: int,
+    flag: bool,
+    ratio: float = 1.0,
+    tags: list[str] | None = None,
+    options: dict[str, int] | None = None,
+    maybe: int | None = 5,
+    day: datetime.date | None = None,
+    mode: Literal["fast", "slow"] = "fast",
+    video_id: int = 0,
+) -> dict[str, Any]:
+    task.log(f"echo count={count}")
+    return {
+        "count": count,
+        "flag": flag,
+        "ratio": ratio,
+        "tags": tags,
+        "options": options,
+        "maybe": maybe,
+        "day": day.isoformat() if day else None,
+        "mode": mode,
+        "video_id": video_id,
+    }
+
+
+@task("Write a file in the temp directory")
+def use_temp(task: TaskInstance, keep: int | None = None) -> str:
+    folder = task.get_temp_directory()
+    (folder / "out.txt").write_text("data", encoding="utf-8")
+    if keep is not None:
+        task.set_temp_expiration(keep)
+    task.log(f"wrote {folder / 'out.txt'}")
+    return str(folder)
