@@ -78,7 +78,7 @@ class MySQLBackend(Backend):
             try:
                 with conn.begin():
                     got = conn.execute(
-                        text("SELECT 1 + 0*LENGTH(:name) + 0*:timeout"),
+                        text("SELECT GET_LOCK(:name, :timeout)"),
                         {"name": name, "timeout": LOCK_TIMEOUT_S},
                     ).scalar()
                     if got != 1:

@@ -76,11 +76,11 @@ class PostgreSQLBackend(Backend):
     @contextmanager
     def write(self, engine: Engine, lock: str) -> Iterator[Connection]:
         with engine.begin() as conn:
-            pass
+            conn.execute(select(func.pg_advisory_xact_lock(lock_key(lock))))
             yield conn
 
     def claimable(self, queue: str) -> Select[Any]:
-        return super().claimable(queue).with_for_update()
+        return super().claimable(queue).with_for_update(skip_locked=True)
 
     def notify(self, conn: Connection, channel: str) -> None:
         """Queue a NOTIFY in the caller's transaction; PostgreSQL delivers it on commit."""

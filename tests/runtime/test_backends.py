@@ -1,0 +1,365 @@
+"""The database backends: picked from the URL, serialised writes, SKIP LOCKED claims, NOTIFY.
+
+Concurrency is tested with real processes (or threads with their own connections) against
+real databases: a fresh SQLite file, PostgreSQL database or MariaDB database per test.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, text, update
+
+from runtime.backends import backend_for
+from runtime.backends.mysql import MySQLBackend, lock_name
+from runtime.backends.postgresql import PostgreSQLBackend, channel_name, lock_key
+from runtime.backends.sqlite import SQLiteBackend
+from runtime.clock import to_db, utcnow
+from runtime.config import parse_config
+from runtime.errors import BackendError
+from runtime.schema import meta, tasks
+from runtime.store import Store
+from tests.runtime.backendhelp import backend_name, poll, write_config
+
+SERVERS = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "driver"),
+    [
+        ("sqlite:///storage/tasks.db", SQLiteBackend, "sqlite"),
+        ("postgresql://app@db.example/tasks", PostgreSQLBackend, "postgresql+psycopg"),
+        ("postgres://app@db.example/tasks", PostgreSQLBackend, "postgresql+psycopg"),
+        ("postgresql+psycopg://app@db.example/tasks", PostgreSQLBackend, "postgresql+psycopg"),
+        ("mysql://app@db.example/tasks", MySQLBackend, "mysql+pymysql"),
+        ("mysql+pymysql://app@db.example/tasks", MySQLBackend, "mysql+pymysql"),
+        ("mariadb://app@db.example/tasks", MySQLBackend, "mariadb+pymysql"),
+    ],
+)
+def test_backend_and_driver_follow_the_url(url: str, backend: type, driver: str) -> None:
+    chosen = backend_for(url)
+    assert type(chosen) is backend
+    engine = chosen.create_engine(url)  # lazy: no connection is opened
+    try:
+        assert engine.url.drivername == driver
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("postgresql+psycopg2://app:pw@db.example/tasks", "postgresql+psycopg://"),
+        ("mysql+mysqldb://app:pw@db.example/tasks", "mysql+pymysql://"),
+    ],
+)
+def test_an_unsupported_driver_is_one_clear_error(tmp_path: Path, url: str, advice: str) -> None:
+    store = Store(write_config(tmp_path, url))
+    with pytest.raises(BackendError) as caught:
+        store.get(1)
+    message = str(caught.value)
+    assert advice in message
+    assert "\n" not in message
+    assert ":pw@" not in message
+
+
+def test_lock_keys_and_names_are_stable_and_within_server_limits() -> None:
+    assert lock_key("rsx_queue_video") == lock_key("rsx_queue_video")
+    assert lock_key("rsx_queue_video") != lock_key("rsx_queue_videos")
+    assert -(2**63) <= lock_key("x" * 500) < 2**63
+    long_queue = "q" * 100
+    assert len(lock_name("app_db", f"rsx_queue_{long_queue}")) <= 64
+    assert lock_name("app_one", "rsx_queue_default") != lock_name("app_two", "rsx_queue_default")
+    assert len(channel_name(long_queue).encode()) <= 63
+    assert channel_name(long_queue) != channel_name(long_queue + "x")
+
+
+# -- serialised writes ---------------------------------------------------------------------
+
+
+def _count_up(config_path: str, lock: str, rounds: int, barrier: Any, spans: Any) -> None:
+    """Child: `rounds` read-modify-write increments of one counter under `lock`."""
+    store = Store(parse_config(Path(config_path)))
+    barrier.wait(timeout=60)
+    for _ in range(rounds):
+        with store.write(lock) as conn:
+            entered = time.monotonic()
+            current = conn.execute(select(meta.c.value).where(meta.c.key == "counter")).scalar()
+            time.sleep(0.005)  # widen the window in which an unserialised writer would interleave
+            conn.execute(
+                update(meta).where(meta.c.key == "counter").values(value=str(int(current) + 1))
+            )
+            spans.put((entered, time.monotonic()))
+    store.dispose()
+
+
+def test_writes_with_one_lock_name_never_interleave(tmp_path: Path, db_url: str) -> None:
+    config = write_config(tmp_path, db_url)
+    store = Store(config)
+    with store.write() as conn:
+        conn.execute(insert(meta).values(key="counter", value="0"))
+    workers, rounds = 4, 15
+    barrier = SPAWN.Barrier(workers)
+    spans = SPAWN.Queue()
+    children = [
+        SPAWN.Process(target=_count_up, args=(str(config.path), "counter", rounds, barrier, spans))
+        for _ in range(workers)
+    ]
+    for child in children:
+        child.start()
+    recorded = [spans.get(timeout=120) for _ in range(workers * rounds)]
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    with store.read() as conn:
+        final = conn.execute(select(meta.c.value).where(meta.c.key == "counter")).scalar()
+    assert int(final) == workers * rounds
+    recorded.sort()
+    for (_, left_end), (right_start, _) in zip(recorded, recorded[1:], strict=False):
+        assert right_start >= left_end, "two writers held the same lock at once"
+
+
+def _holders_waiting(store: Store) -> int:
+    """How many sessions of the test database wait for a rsx write lock right now."""
+    with store.engine.connect() as conn:
+        if backend_name(store.url) == "postgresql":
+            query = (
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"
+            )
+        else:
+            query = (
+                "SELECT count(*) FROM information_schema.processlist "
+                "WHERE info LIKE 'SELECT GET_LOCK%%'"
+            )
+        return int(conn.execute(text(query)).scalar() or 0)
+
+
+@SERVERS
+def test_a_lock_blocks_only_writers_of_the_same_name(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    holding, release, entered = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.write("rsx_queue_video"):
+            holding.set()
+            release.wait(timeout=60)
+
+    def contend() -> None:
+        with store.write("rsx_queue_video"):
+            entered.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(timeout=10)
+    try:
+        with store.write("rsx_queue_default") as conn:  # another name: not blocked
+            conn.execute(select(1))
+        contender = threading.Thread(target=contend)
+        contender.start()
+        poll(lambda: _holders_waiting(store) >= 1, 10, "the second writer to wait for the lock")
+        assert not entered.is_set()
+    finally:
+        release.set()
+    holder.join(timeout=10)
+    assert entered.wait(timeout=10), "the waiting writer never got the lock after its release"
+    contender.join(timeout=10)
+    store.dispose()
+
+
+@SERVERS
+def test_a_failed_write_releases_its_lock(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    with pytest.raises(RuntimeError), store.write("rsx_queue_video"):
+        raise RuntimeError("the body failed")
+    # Another engine, so another session: a lock left held by the pooled one would block it.
+    other = Store(write_config(tmp_path / "other", db_url))
+    done = threading.Event()
+
+    def again() -> None:
+        with other.write("rsx_queue_video"):
+            done.set()
+
+    thread = threading.Thread(target=again, daemon=True)
+    thread.start()
+    assert done.wait(timeout=5), "the lock of the failed write was not released"
+    thread.join(timeout=5)
+    if backend_name(db_url) == "mysql":
+        with store.engine.connect() as conn:
+            name = lock_name(store.engine.url.database, "rsx_queue_video")
+            holder = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+        assert holder is None
+    store.dispose()
+    other.dispose()
+
+
+# -- claiming ------------------------------------------------------------------------------
+
+
+def _add_pending(store: Store, count: int, queue: str = "default") -> list[int]:
+    return [
+        store.insert_task(
+            service="svc", task="job", queue=queue, params={}, timeout=60, now=utcnow()
+        )
+        for _ in range(count)
+    ]
+
+
+@SERVERS
+def test_skip_locked_hands_a_second_claimer_the_next_row(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    first_id, second_id, _ = _add_pending(store, 3)
+    backend = store.backend
+    lock_wait = (
+        "SET LOCAL lock_timeout = '3s'"
+        if backend_name(db_url) == "postgresql"
+        else "SET SESSION innodb_lock_wait_timeout = 3"
+    )
+    with store.engine.connect() as one, store.engine.connect() as two:
+        with one.begin():
+            assert one.execute(backend.claimable("default")).scalar() == first_id
+            with two.begin():
+                two.execute(text(lock_wait))
+                # Without SKIP LOCKED this would wait for `one` and fail after 3 s.
+                assert two.execute(backend.claimable("default")).scalar() == second_id
+    store.dispose()
+
+
+def _claim_all(config_path: str, barrier: Any, claims: Any) -> None:
+    """Child: claim pending rows in plain transactions (no rsx lock) until none is left."""
+    store = Store(parse_config(Path(config_path)))
+    backend = store.backend
+    mine: list[tuple[int, int]] = []
+    barrier.wait(timeout=60)
+    while True:
+        with store.engine.begin() as conn:
+            task_id = conn.execute(backend.claimable("default")).scalar()
+            if task_id is None:
+                break
+            changed = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == "pending")
+                .values(status="running")
+            ).rowcount
+            mine.append((task_id, changed))
+    claims.put(mine)
+    store.dispose()
+
+
+@SERVERS
+def test_concurrent_claimers_take_every_row_exactly_once(tmp_path: Path, db_url: str) -> None:
+    config = write_config(tmp_path, db_url)
+    store = Store(config)
+    ids = _add_pending(store, 120)
+    workers = 4
+    barrier = SPAWN.Barrier(workers)
+    claims = SPAWN.Queue()
+    children = [
+        SPAWN.Process(target=_claim_all, args=(str(config.path), barrier, claims))
+        for _ in range(workers)
+    ]
+    for child in children:
+        child.start()
+    results = [claims.get(timeout=120) for _ in range(workers)]
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    claimed = [task_id for mine in results for task_id, _ in mine]
+    assert sorted(claimed) == ids, "a row was claimed twice or not at all"
+    assert all(changed == 1 for mine in results for _, changed in mine)
+    assert sum(1 for mine in results if mine) >= 2, "the claimers did not run concurrently"
+    store.dispose()
+
+
+# -- notification --------------------------------------------------------------------------
+
+
+@POSTGRES
+def test_a_dispatch_wakes_a_waiting_connection_within_100_ms(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url, queues={"video": 2}))
+    store.ensure_schema()
+    subscribed = threading.Event()
+    woke: dict[str, float] = {}
+
+    def waiter() -> None:
+        with store.engine.connect() as conn:
+            store.wait_for_change(conn, "video", 10)  # the first call subscribes, then returns
+            subscribed.set()
+            store.wait_for_change(conn, "video", 10)
+            woke["at"] = time.monotonic()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert subscribed.wait(timeout=10)
+    _add_pending(store, 1, queue="video")
+    committed = time.monotonic()
+    thread.join(timeout=15)
+    assert "at" in woke
+    latency = woke["at"] - committed
+    assert latency < 0.1, f"the waiter woke {latency * 1000:.0f} ms after the dispatch"
+    store.dispose()
+
+
+@POSTGRES
+def test_wait_ignores_other_queues_and_returns_at_its_timeout(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url, queues={"video": 2}))
+    store.ensure_schema()
+    with store.engine.connect() as conn:
+        store.wait_for_change(conn, "video", 5)
+        _add_pending(store, 1, queue="default")
+        started = time.monotonic()
+        store.wait_for_change(conn, "video", 0.5)
+        waited = time.monotonic() - started
+    assert 0.45 <= waited < 2.0
+    store.dispose()
+
+
+def test_a_waiter_sees_a_new_task_on_every_backend(tmp_path: Path, db_url: str) -> None:
+    """The loop a worker runs (check, then wait) finds a dispatch promptly everywhere."""
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    found: dict[str, float] = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        with store.engine.connect() as conn:
+            while time.monotonic() < deadline:
+                if store.pending_counts("default"):
+                    found["at"] = time.monotonic()
+                    return
+                store.wait_for_change(conn, "default", 1.0)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    _add_pending(store, 1)
+    committed = time.monotonic()
+    thread.join(timeout=15)
+    assert "at" in found
+    assert found["at"] - committed < 0.5
+    store.dispose()
+
+
+def test_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    moment = utcnow().replace(microsecond=123456)
+    task_id = store.insert_task(
+        service="svc", task="job", queue="default", params={}, timeout=60, now=moment
+    )
+    assert store.get(task_id).created_at == moment
+    later = moment + timedelta(microseconds=1)
+    with store.read() as conn:
+        older = conn.execute(
+            select(tasks.c.id).where(tasks.c.created_at < to_db(later))
+        ).scalars().all()
+    assert older == [task_id]
+    store.dispose()
