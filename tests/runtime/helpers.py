@@ -121,18 +121,20 @@ class App:
         with self.store.write() as conn:
             result = conn.execute(
                 insert(tasks).values(
-                    server_id=self.config.server_id,
-                    service_name=service,
-                    task_name=task,
-                    queue_name=queue,
-                    execution_mode="queued",
-                    status="pending",
-                    params=params if isinstance(params, str) else json.dumps(params),
-                    timeout_seconds=60,
-                    has_temp_directory=False,
-                    created_at=now,
-                    updated_at=now,
-                    **values,
+                    {
+                        "server_id": self.config.server_id,
+                        "service_name": service,
+                        "task_name": task,
+                        "queue_name": queue,
+                        "execution_mode": "queued",
+                        "status": "pending",
+                        "params": params if isinstance(params, str) else json.dumps(params),
+                        "timeout_seconds": 60,
+                        "has_temp_directory": False,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    | values
                 )
             )
             return int(result.inserted_primary_key[0])
