@@ -1,7 +1,9 @@
 """Fixtures of the runtime tests: a fresh database and app folder per test.
 
-The database is a SQLite file unless `RSX_RUNTIME_BACKENDS` names others
-(`sqlite,postgresql,mysql`; servers from `RSX_TEST_POSTGRES_URL` / `RSX_TEST_MYSQL_URL`).
+Every test runs once per backend of `tests.databases.BACKENDS` (SQLite, PostgreSQL,
+MariaDB), each in a fresh database; the servers come from `RSX_TEST_POSTGRES_URL` /
+`RSX_TEST_MYSQL_URL` and are skipped without them (a failure under `CI=true`).
+`RSX_RUNTIME_BACKENDS=sqlite` (or any comma-separated subset) narrows that while iterating.
 The test app's services and generated package are shared by the session; each test gets
 its own `rsx.toml`, storage folder and database.
 """
@@ -18,16 +20,16 @@ from typing import Any
 import pytest
 
 import runtime.api
-from tests.databases import fresh_database
+from tests.databases import BACKENDS, fresh_database
 from tests.runtime.helpers import QUEUES, App, write_rsx_toml
 
 APP_SOURCE = Path(__file__).parent / "app"
-RUNTIME_BACKENDS = tuple(os.environ.get("RSX_RUNTIME_BACKENDS", "sqlite").split(","))
+RUNTIME_BACKENDS = tuple(os.environ.get("RSX_RUNTIME_BACKENDS", ",".join(BACKENDS)).split(","))
 
 
 @pytest.fixture(params=RUNTIME_BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a SQLite file by default."""
+    """An empty database of each backend in turn, as the shared `db_url` fixture gives."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
 
