@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -62,13 +63,21 @@ def _package(config: Config, submodule: str) -> ModuleType:
             sys.path.insert(0, entry)
     name = f"{config.output.name}.{submodule}"
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == config.output.name or exc.name == name):
             raise ConfigError(
                 f"generated package not found at {config.output}: run `rsxgen build` first"
             ) from None
         raise
+    # Another folder of the same name earlier on sys.path must not stand in for this app's.
+    found = Path(module.__file__ or "").resolve().parent
+    if found != config.output.resolve():
+        raise ConfigError(
+            f"generated package not found at {config.output} (`{name}` is {found}): "
+            "run `rsxgen build` first"
+        )
+    return module
 
 
 def load_tasks(config: Config) -> Mapping[tuple[str, str], TaskEntry]:

@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         elif option.startswith("--config="):
             config_path = option.split("=", 1)[1]
         else:
-            return fail(PROG, f"unknown option {option!r} before SERVICE\n{USAGE}")
+            return fail(PROG, f"unknown option {option!r} before SERVICE ({USAGE})")
     if len(args) < 2:
-        return fail(PROG, f"SERVICE and TASK are required\n{USAGE}")
+        return fail(PROG, f"SERVICE and TASK are required ({USAGE})")
     service, task, rest = args[0], args[1], args[2:]
 
     def body() -> int:
