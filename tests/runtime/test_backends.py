@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from runtime.backends import backend_for
 from runtime.backends.mysql import MySQLBackend, lock_name
 from runtime.backends.postgresql import PostgreSQLBackend, channel_name, lock_key
 from runtime.backends.sqlite import SQLiteBackend
-from runtime.clock import to_db, utcnow
+from runtime.clock import utcnow
 from runtime.config import parse_config
 from runtime.errors import BackendError
 from runtime.schema import meta, tasks
@@ -348,18 +347,3 @@ def test_a_waiter_sees_a_new_task_on_every_backend(tmp_path: Path, db_url: str) 
     assert found["at"] - committed < 0.5
     store.dispose()
 
-
-def test_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> None:
-    store = Store(write_config(tmp_path, db_url))
-    moment = utcnow().replace(microsecond=123456)
-    task_id = store.insert_task(
-        service="svc", task="job", queue="default", params={}, timeout=60, now=moment
-    )
-    assert store.get(task_id).created_at == moment
-    later = moment + timedelta(microseconds=1)
-    with store.read() as conn:
-        older = conn.execute(
-            select(tasks.c.id).where(tasks.c.created_at < to_db(later))
-        ).scalars().all()
-    assert older == [task_id]
-    store.dispose()

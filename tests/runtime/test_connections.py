@@ -1,0 +1,195 @@
+"""Connections to PostgreSQL and MariaDB: killed sessions are replaced without losing task
+state, and a database URL's password never appears in an error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from runtime import BackendError, Task
+from runtime.clock import from_db, utcnow
+from runtime.store import Store
+from tests.databases import fresh_database
+from tests.runtime.backendhelp import backend_name, write_config
+from tests.runtime.helpers import App, wait_until
+
+SERVERS = ("postgresql", "mysql")
+PASSWORD = "S3cret-Pa55word"
+
+
+def count_sessions(url: str) -> int:
+    """How many sessions other than this query's are connected to the database `url`."""
+    admin = create_engine(url)
+    try:
+        with admin.connect() as conn:
+            if backend_name(url) == "postgresql":
+                query = (
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            else:
+                query = (
+                    "SELECT count(*) FROM information_schema.processlist "
+                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                )
+            return int(conn.execute(text(query)).scalar() or 0)
+    finally:
+        admin.dispose()
+
+
+def kill_sessions(url: str) -> int:
+    """Terminate every session of the database `url` names, from a separate connection."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if backend_name(url) == "postgresql":
+                return len(
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    ).all()
+                )
+            ids = conn.execute(
+                text(
+                    "SELECT id FROM information_schema.processlist "
+                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                )
+            ).scalars().all()
+            for session in ids:
+                conn.execute(text(f"KILL {int(session)}"))
+            return len(ids)
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("db_url", SERVERS, indirect=True)
+def test_the_pool_replaces_a_killed_session_before_using_it(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    task_id = store.insert_task(
+        service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+    )
+    assert kill_sessions(db_url) >= 1
+    assert store.get(task_id).status == "pending"
+    assert store.insert_task(
+        service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+    ) == task_id + 1
+    store.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", SERVERS, indirect=True)
+def test_a_worker_whose_sessions_are_killed_finishes_its_task_with_nothing_lost(
+    app: App, database_url: str
+) -> None:
+    gate = app.root / "gate"
+    task_id = Task.dispatch("demo", "gated", {"gate": str(gate)})
+
+    def waiting_at_gate() -> bool:
+        status = Task.status(task_id)
+        return status.status == "running" and "waiting for the gate" in status.log
+
+    wait_until(waiting_at_gate, 30, "the task to run and log before its gate")
+    app.store.dispose()  # so that only the worker's sessions are left to kill
+    # The executor holds a session since its claim, the supervisor since its first heartbeat.
+    wait_until(lambda: count_sessions(database_url) >= 2, 15, "the worker's two sessions")
+    killed_at = utcnow()
+    assert kill_sessions(database_url) >= 2
+
+    def heartbeat_after_kill() -> bool:
+        return any(from_db(w.heartbeat_at) > killed_at for w in app.registered_workers())
+
+    wait_until(heartbeat_after_kill, 15, "the supervisor to heartbeat on a new session")
+    gate.touch()
+
+    status = app.wait_status(task_id)
+    assert status.status == "completed", status.log
+    assert status.get("progress") == 100
+    assert status.log.index("waiting for the gate") < status.log.index("gate opened")
+    assert status.result["pid"] == status.worker_pid
+    app.wait_idle()
+    assert app.registered_workers() == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_waiter_whose_session_is_killed_reconnects_and_is_woken_again(
+    tmp_path: Path, db_url: str
+) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    with store.engine.connect() as conn:
+        store.wait_for_change(conn, "default", 5)  # subscribes
+        kill_sessions(db_url)
+        started = time.monotonic()
+        store.wait_for_change(conn, "default", 5)  # the session dies under it: returns
+        assert time.monotonic() - started < 2
+        store.wait_for_change(conn, "default", 5)  # a new session subscribes again
+
+        def dispatch_soon() -> None:
+            store.insert_task(
+                service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+            )
+
+        thread = threading.Thread(target=dispatch_soon)
+        started = time.monotonic()
+        thread.start()
+        store.wait_for_change(conn, "default", 5)
+        thread.join(timeout=10)
+        assert time.monotonic() - started < 2
+    store.dispose()
+
+
+# -- passwords -----------------------------------------------------------------------------
+
+
+def _server_with_password(backend: str, tmp_path: Path) -> str:
+    """A URL of a database that does not exist, on the test server, with a password."""
+    with fresh_database(backend, tmp_path) as url:
+        server = make_url(url)
+    return server.set(password=PASSWORD, database="rsx_no_such_db").render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+def test_a_backend_error_names_the_database_without_its_password(
+    tmp_path: Path, backend: str
+) -> None:
+    url = _server_with_password(backend, tmp_path)
+    store = Store(write_config(tmp_path, url))
+    with pytest.raises(BackendError) as caught:
+        store.get(1)
+    message = str(caught.value)
+    assert PASSWORD not in message
+    assert ":***@127.0.0.1" in message
+    assert "rsx_no_such_db" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+def test_commands_report_an_unusable_database_in_one_line_without_the_password(
+    tmp_path: Path, backend: str
+) -> None:
+    url = _server_with_password(backend, tmp_path)
+    config = write_config(tmp_path, "sqlite:///unused.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSX_")}
+    env["RSX_DATABASE_URL"] = url
+    for command in (["runtime.status", "1"], ["runtime.process"]):
+        done = subprocess.run(
+            [sys.executable, "-m", *command, "--config", str(config.path)],
+            capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+        )
+        assert done.returncode == 2, done.stderr
+        assert PASSWORD not in done.stderr + done.stdout
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert ":***@127.0.0.1" in lines[0]

@@ -1,0 +1,133 @@
+"""The runtime's tables on every backend: created once however many processes race,
+versioned in `_meta`, and holding what a task writes (long logs, microsecond timestamps)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect, select, update
+
+from runtime.clock import to_db, utcnow
+from runtime.config import parse_config
+from runtime.schema import SCHEMA_VERSION, meta, metadata, tasks
+from runtime.state import Status
+from runtime.store import Limits, Store
+from tests.runtime.backendhelp import write_config
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def _first_use(config_path: str, barrier: Any, outcomes: Any) -> None:
+    """Child: at the same moment as the others, use an empty database for the first time."""
+    store = Store(parse_config(Path(config_path)))
+    barrier.wait(timeout=60)
+    try:
+        task_id = store.insert_task(
+            service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+        )
+        outcomes.put(("ok", task_id))
+    except Exception as exc:  # reported to the test, which shows it
+        outcomes.put(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        store.dispose()
+
+
+def test_processes_starting_at_once_on_an_empty_database_all_succeed(
+    tmp_path: Path, db_url: str
+) -> None:
+    config = write_config(tmp_path, db_url)
+    starters = 6
+    barrier = SPAWN.Barrier(starters)
+    outcomes = SPAWN.Queue()
+    children = [
+        SPAWN.Process(target=_first_use, args=(str(config.path), barrier, outcomes))
+        for _ in range(starters)
+    ]
+    for child in children:
+        child.start()
+    results = [outcomes.get(timeout=120) for _ in range(starters)]
+    for child in children:
+        child.join(timeout=60)
+    errors = [detail for kind, detail in results if kind == "error"]
+    assert errors == []
+    assert len({task_id for _, task_id in results}) == starters
+
+    store = Store(config)
+    with store.read() as conn:
+        versions = conn.execute(select(meta.c.key, meta.c.value)).all()
+        assert set(inspect(conn).get_table_names()) >= set(metadata.tables)
+    assert [tuple(row) for row in versions] == [("schema_version", str(SCHEMA_VERSION))]
+    store.dispose()
+
+
+def test_a_database_of_another_schema_version_is_refused_in_one_line(
+    tmp_path: Path, db_url: str
+) -> None:
+    config = write_config(tmp_path, db_url)
+    store = Store(config)
+    task_id = store.insert_task(
+        service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+    )
+    with store.write() as conn:
+        conn.execute(
+            update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1))
+        )
+    store.dispose()
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "runtime.status", str(task_id), "--config", str(config.path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 2
+    lines = shown.stderr.strip().splitlines()
+    assert len(lines) == 1, shown.stderr
+    assert f"schema version {SCHEMA_VERSION + 1}" in lines[0]
+    assert f"uses {SCHEMA_VERSION}" in lines[0]
+
+
+def test_a_log_longer_than_64_kb_is_kept_whole(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    now = utcnow()
+    task_id = store.insert_task(
+        service="svc", task="job", queue="default", params={}, timeout=60, now=now
+    )
+    worker = store.register_worker("default", 4242, 1.0, Limits(queue=1, server=1), now)
+    assert worker is not None
+    claimed = store.claim_or_retire("default", worker, 4242, 1.0, now)
+    assert claimed is not None and claimed.id == task_id
+    chunk = "".join(f"line {n:05d} " + "x" * 90 + "\n" for n in range(1000))  # 100 KB
+    for _ in range(3):
+        assert store.progress(task_id, 4242, lines=chunk, now=utcnow())
+    assert store.finish(
+        task_id, 4242, worker, status=Status.COMPLETED, result='"done"', lines="end\n",
+        status_data={"progress": 100}, temp_ttl=60, now=utcnow(),
+    )
+    status = store.get(task_id)
+    assert status.status == "completed"
+    assert status.log == chunk * 3 + "end\n"
+    store.dispose()
+
+
+def test_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    moment = utcnow().replace(microsecond=123456)
+    task_id = store.insert_task(
+        service="svc", task="job", queue="default", params={}, timeout=60, now=moment
+    )
+    assert store.get(task_id).created_at == moment
+    with store.read() as conn:
+        before = conn.execute(
+            select(tasks.c.id).where(tasks.c.created_at < to_db(moment + timedelta(microseconds=1)))
+        ).scalars().all()
+        after = conn.execute(
+            select(tasks.c.id).where(tasks.c.created_at > to_db(moment - timedelta(microseconds=1)))
+        ).scalars().all()
+    assert before == after == [task_id]
+    store.dispose()
