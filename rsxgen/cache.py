@@ -1,8 +1,9 @@
 """The build cache: scans of unchanged files, and the digests of the last output.
 
-Stored as one JSON file in the app's storage folder. A scan is keyed by a digest of the
-rsxgen version, the file's path, service and module names, and its bytes, so an entry
-can never be used for input it was not made from. A missing, unreadable or foreign
+Stored as one JSON file in the app's storage folder. The whole cache belongs to one
+version of the compiler's code (a digest of its source files and templates); a scan is
+keyed by a digest of the file's path, service and module names and its bytes, so an
+entry is never used for input it was not made from. A missing, unreadable or foreign
 cache is simply empty: the cache only ever saves time.
 """
 
@@ -13,27 +14,48 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from rsxgen import __version__
-
 CACHE_NAME = ".rsxgen-cache.json"
+PACKAGE = Path(__file__).parent
+
+
+@cache
+def code_digest() -> str:
+    """A digest of the compiler's own code and templates; any change empties the cache."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix in (".py", ".j2") and "__pycache__" not in path.parts:
+            digest.update(f"{path.relative_to(PACKAGE).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def scan_key(source: bytes, path: str, service: str, module: str) -> str:
     """The cache key of one file's scan."""
-    head = f"rsxgen {__version__}\0{path}\0{service}\0{module}\0".encode()
+    head = f"{path}\0{service}\0{module}\0".encode()
     return hashlib.sha256(head + source).hexdigest()
+
+
+def output_key(config: object, source_label: str, scan_keys: list[str]) -> str:
+    """A digest of everything the output is made from: config, services label and scans.
+
+    Scanning, validation and rendering are pure functions of these (and of the code the
+    cache belongs to), so equal keys mean byte-identical output.
+    """
+    text = "\0".join([repr(config), source_label, *scan_keys])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
 class BuildCache:
-    """Scan data by key, plus the render key and file digests of the last written output."""
+    """Scan data by key, plus the output key and file digests of the last written output."""
 
     path: Path
     scans: dict[str, Any] = field(default_factory=dict)
-    render_key: str | None = None
+    output_key: str | None = None
     output: dict[str, str] = field(default_factory=dict)
     dirty: bool = False
 
@@ -43,14 +65,14 @@ class BuildCache:
             data = json.loads(path.read_bytes())
         except (OSError, ValueError):
             return cls(path)
-        if not isinstance(data, dict) or data.get("version") != __version__:
+        if not isinstance(data, dict) or data.get("code") != code_digest():
             return cls(path)
         scans = data.get("scans")
         output = data.get("output")
-        render_key = data.get("render_key")
+        key = data.get("output_key")
         if not isinstance(scans, dict) or not isinstance(output, dict):
             return cls(path)
-        return cls(path, scans, render_key if isinstance(render_key, str) else None, output)
+        return cls(path, scans, key if isinstance(key, str) else None, output)
 
     def save(self, used: set[str]) -> None:
         """Write the cache if anything changed, keeping only the scans of this build's files.
@@ -60,8 +82,8 @@ class BuildCache:
         if not self.dirty and used == self.scans.keys():
             return
         data = {
-            "version": __version__,
-            "render_key": self.render_key,
+            "code": code_digest(),
+            "output_key": self.output_key,
             "output": self.output,
             "scans": {key: self.scans[key] for key in sorted(used) if key in self.scans},
         }

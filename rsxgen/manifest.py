@@ -48,6 +48,16 @@ class Param:
         return f"{self.name}: {self.type} = {self.default}"
 
     @property
+    def client_line(self) -> str:
+        """The parameter's line in a client method, marking a mutable default as intended.
+
+        The client only forwards the value to the runtime, which validates a copy, so a
+        list or dict default is safe here; ruff's B006 is told so.
+        """
+        mutable = self.default is not None and self.default[:1] in ("[", "{")
+        return f"{self.signature},  # noqa: B006" if mutable else f"{self.signature},"
+
+    @property
     def field(self) -> str:
         """The pydantic model field line (without indentation)."""
         return self.signature
@@ -207,6 +217,17 @@ class Manifest:
         for node in self.namespaces:
             visit(node)
         return tuple(ordered)
+
+    @property
+    def registry_imports(self) -> tuple[str, ...]:
+        """Standard modules that registry.py imports for its parameter annotations."""
+        used = (("datetime", self.uses_datetime), ("typing", self.uses_typing))
+        return tuple(name for name, needed in used if needed)
+
+    @property
+    def client_imports(self) -> tuple[str, ...]:
+        """Standard modules that tasks.py imports (`typing` for `run`'s `typing.Any`)."""
+        return ("datetime", "typing") if self.uses_datetime else ("typing",)
 
     @property
     def uses_datetime(self) -> bool:

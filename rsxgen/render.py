@@ -6,12 +6,10 @@ the `py` filter that spells a string as a Python literal.
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rsxgen import __version__
 from rsxgen.manifest import Manifest
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -56,15 +54,3 @@ def render(manifest: Manifest) -> dict[str, str]:
     files = {name: env.get_template(f"{name}.j2").render(manifest=manifest) for name in PY_FILES}
     files[MANIFEST_FILE] = manifest.to_json()
     return dict(sorted(files.items()))
-
-
-def render_key(manifest: Manifest) -> str:
-    """A digest of everything rendering depends on: the manifest, the templates, the version.
-
-    Two builds with the same key render byte-identical files, which lets a no-change
-    rebuild skip rendering when the files on disk still have the digests recorded.
-    """
-    digest = hashlib.sha256(f"rsxgen {__version__}\0{manifest!r}\0".encode())
-    for name in PY_FILES:
-        digest.update((TEMPLATES_DIR / f"{name}.j2").read_bytes())
-    return digest.hexdigest()

@@ -1,0 +1,182 @@
+"""The build pipeline: config → service files → scans → manifest → rendered files → output.
+
+`build(config)` is the whole flow; the CLI only loads the config and prints the outcome.
+Scans are cached by content (see `rsxgen.cache`); a cold build with many files scans them
+in a process pool. Validation always runs; rendering and writing are skipped when the
+inputs are those of the last build and the files on disk still have its digests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rsxgen import writer
+from rsxgen.cache import CACHE_NAME, BuildCache, output_key, scan_key
+from rsxgen.diagnostics import Diagnostic
+from rsxgen.manifest import Manifest
+from rsxgen.render import render
+from rsxgen.scanner import FileScan, scan_file
+from rsxgen.validate import validate
+from rsxgen.writer import Plan
+from runtime.config import Config
+
+BUILTIN_SERVICE = "cleanup_service"
+BUILTIN_MODULE = "runtime.cleanup_service"
+BUILTIN_PATH = "runtime/cleanup_service.py"
+PARALLEL_MIN_FILES = 32
+"""Below this many files to scan, a process pool costs more than it saves."""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class BuildError(Exception):
+    """A problem with the app's layout or the file system (not with its code): exit 2."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One service file: where it is, how diagnostics name it, and its service and module."""
+
+    file: Path
+    path: str
+    service: str
+    module: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a build found and did; `diagnostics` is empty on success."""
+
+    diagnostics: tuple[Diagnostic, ...] = ()
+    manifest: Manifest | None = None
+    plan: Plan = field(default_factory=Plan)
+    output: str = ""
+    seconds: float = 0.0
+
+
+def build(config: Config, *, check: bool = False) -> Outcome:
+    """Scan, validate, render and (unless `check`) write the app's generated package."""
+    started = time.perf_counter()
+    cache = BuildCache.load(config.storage / CACHE_NAME)
+    sources = find_sources(config)
+    scans, keys = scan_all(sources, cache)
+    label = _shown(config.services, config.root)
+    manifest, diagnostics = validate(scans, config, label)
+    problems = {d for scan in scans for d in scan.diagnostics} | set(diagnostics)
+    if problems or manifest is None:
+        return Outcome(diagnostics=tuple(sorted(problems)))
+
+    key = output_key(config, label, keys)
+    if key == cache.output_key and writer.matches(config.output, cache.output):
+        plan = Plan()
+    else:
+        files = render(manifest)
+        plan = writer.plan(config.output, files)
+        if not check:
+            writer.apply(config.output, files, plan)
+            cache.output_key = key
+            cache.output = {name: writer.digest(text.encode()) for name, text in files.items()}
+            cache.dirty = True
+    if not check:
+        cache.save(set(keys))
+    return Outcome(
+        manifest=manifest,
+        plan=plan,
+        output=_shown(config.output, config.root) + "/",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def find_sources(config: Config) -> list[Source]:
+    """Every `.py` below the services folder except `__init__.py`, then the built-in service.
+
+    Hidden folders, `__pycache__` and the output folder (if it lies inside) are skipped.
+    """
+    root = config.services
+    if not root.is_dir():
+        raise BuildError(
+            f"services folder not found: {_shown(root, config.root)} "
+            f"(the 'services' key of {config.path.name})"
+        )
+    found: list[Source] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".") and d != "__pycache__" and here / d != config.output
+        ]
+        inner = here.relative_to(root).parts
+        shown = _shown(here, config.root)
+        for name in files:
+            if name.endswith(".py") and name != "__init__.py":
+                service = ".".join((*inner, name[:-3]))
+                path = name if shown == "." else f"{shown}/{name}"
+                found.append(Source(here / name, path, service, f"{root.name}.{service}"))
+    found.sort(key=lambda source: source.path)
+    return [*found, _builtin_source()]
+
+
+def scan_all(sources: Sequence[Source], cache: BuildCache) -> tuple[list[FileScan], list[str]]:
+    """The scan of every source, from the cache when its key is there, and the scan keys."""
+    jobs: list[tuple[bytes, str, str, str]] = []
+    for source in sources:
+        try:
+            jobs.append((source.file.read_bytes(), source.path, source.service, source.module))
+        except OSError as exc:
+            raise BuildError(f"cannot read {source.path}: {exc.strerror}") from None
+    keys = [scan_key(*job) for job in jobs]
+    todo = [(key, job) for key, job in zip(keys, jobs, strict=True) if key not in cache.scans]
+    if todo:
+        fresh = parallel_map(_scan_data, [job for _, job in todo])
+        for (key, _), data in zip(todo, fresh, strict=True):
+            cache.scans[key] = data
+        cache.dirty = True
+    return [FileScan.from_data(cache.scans[key]) for key in keys], keys
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`[fn(item) for item in items]`, in a process pool when there are enough items.
+
+    `fn` must be a module-level function; the benchmark uses this too, so that bare
+    parsing and the build are measured with the same process model.
+    """
+    workers = min(os.cpu_count() or 1, 8)
+    if len(items) < PARALLEL_MIN_FILES or workers < 2:
+        return [fn(item) for item in items]
+    # Imported here: a warm build never needs it, and it costs a tenth of its start-up.
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(1, len(items) // (workers * 4))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items, chunksize=chunk))
+
+
+def _scan_data(job: tuple[bytes, str, str, str]) -> dict[str, Any]:
+    """Scan one file (in a pool worker or here) and return the scan as cacheable data."""
+    return scan_file(*job).to_data()
+
+
+def _builtin_source() -> Source:
+    """The built-in cleanup service, found next to `runtime/__init__.py` without importing it."""
+    spec = importlib.util.find_spec("runtime")
+    if spec is None or spec.origin is None:
+        raise BuildError("the runtime package is not installed next to rsxgen")
+    return Source(
+        Path(spec.origin).parent / "cleanup_service.py",
+        BUILTIN_PATH,
+        BUILTIN_SERVICE,
+        BUILTIN_MODULE,
+    )
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A path as shown to the user: relative to the app root, with forward slashes."""
+    return Path(os.path.relpath(path, root)).as_posix()

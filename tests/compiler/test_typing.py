@@ -1,0 +1,113 @@
+"""The generated package passes `ruff check` and `mypy --strict`, and mypy checks callers.
+
+mypy runs are slow; they carry the `mypy` marker (`pytest -m mypy` selects them).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.compiler.apps import BIN, GOOD_FIXTURES, copy_fixture, rsxgen
+
+GOOD_CALLS = """\
+from generated import tasks
+from runtime import TaskStatus
+
+task_id: int = tasks.video_service.transcode.dispatch(video_id=1)
+task_id = tasks.video_service.transcode.dispatch(video_id=1, quality="low")
+task_id = tasks.billing.invoice.charge.dispatch(invoice_id=3, amount_cents=995)
+task_id = tasks.export_service.generate_export.dispatch(limit=None)
+task_id = tasks.report_service.generate_report.dispatch(period="weekly")
+result = tasks.report_service.generate_report.run()
+state: TaskStatus = tasks.status(task_id)
+"""
+
+BAD_CALLS = """\
+from generated import tasks
+
+tasks.video_service.transcode.dispatch(video_idd=1)
+tasks.video_service.transcode.dispatch(video_id="x")
+tasks.video_service.transcode.dispatch(1)
+tasks.report_service.generate_report.dispatch(period="hourly")
+name: str = tasks.video_service.transcode.dispatch(video_id=1)
+"""
+
+
+def _build(fixture: str, tmp_path: Path) -> Path:
+    """Build a copy of a fixture app; returns its output folder."""
+    config = copy_fixture(fixture, tmp_path)
+    result = rsxgen("build", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = tmp_path / "generated" if fixture == "demo" else config.parent / "generated"
+    assert (output / "tasks.py").is_file()
+    return output
+
+
+def _mypy(cwd: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *targets],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize("fixture", GOOD_FIXTURES)
+def test_generated_package_passes_ruff(fixture: str, tmp_path: Path) -> None:
+    output = _build(fixture, tmp_path)
+    result = subprocess.run(
+        [str(BIN / "ruff"), "check", "--isolated", "--extend-select", "E,W,B,UP,I", str(output)],
+        cwd=output.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.mypy
+def test_mypy_strict_accepts_the_package_and_good_calls_and_names_bad_arguments(
+    tmp_path: Path,
+) -> None:
+    _build("demo", tmp_path)
+    (tmp_path / "good_calls.py").write_text(GOOD_CALLS)
+    (tmp_path / "bad_calls.py").write_text(BAD_CALLS)
+    result = _mypy(tmp_path, "generated", "good_calls.py", "bad_calls.py")
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert [e for e in errors if not e.startswith("bad_calls.py:")] == [], result.stdout
+    by_line: dict[int, str] = {}
+    for error in errors:
+        match = re.match(r"bad_calls\.py:(\d+): error: (.*)", error)
+        assert match, error
+        by_line[int(match.group(1))] = by_line.get(int(match.group(1)), "") + match.group(2)
+    assert sorted(by_line) == [3, 4, 5, 6, 7], result.stdout
+    assert 'Unexpected keyword argument "video_idd"' in by_line[3]
+    assert re.search(r'Argument "video_id" .* incompatible type "str"; expected "int"', by_line[4])
+    assert "Too many positional arguments" in by_line[5]
+    assert re.search(r'Argument "period" .* incompatible type "Literal\[.hourly.\]"', by_line[6])
+    assert 'expression has type "int", variable has type "str"' in by_line[7]
+
+
+@pytest.mark.mypy
+def test_mypy_strict_accepts_every_parameter_type_of_the_nested_fixture(tmp_path: Path) -> None:
+    output = _build("nested", tmp_path)
+    app = output.parent
+    (app / "calls.py").write_text(
+        "import datetime\n\n"
+        "from generated import tasks\n\n"
+        "tasks.billing.invoice.charge.dispatch(\n"
+        '    invoice_id=1, amount=2.5, currency="USD", note=None, due=datetime.date(2024, 5, 1)\n'
+        ")\n"
+        "tasks.billing.invoice.reconcile.dispatch(\n"
+        '    since=datetime.datetime(2024, 5, 1, 12), batches={"a": [1]}, extra=object()\n'
+        ")\n"
+        "tasks.accounts.users.sync.sync_one.run(user_id=5, fields=['email'])\n"
+        "tasks.payments.refund.dispatch(payment_id=9)\n"
+    )
+    result = _mypy(app, "generated", "calls.py")
+    assert result.returncode == 0, result.stdout + result.stderr
