@@ -6,13 +6,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from runtime import BackendError, Task
+from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
+from runtime.schema import tasks
 from runtime.store import Store
 from tests.runtime.helpers import App, wait_until
 
@@ -179,6 +182,30 @@ def test_redispatch_prints_the_new_id_of_a_copy(app: App) -> None:
 
 def test_process_with_an_undefined_queue_exits_2(app: App) -> None:
     _one_line_error(app.command("process", "--queue", "nope"), "queue 'nope' is not defined")
+
+
+@pytest.mark.slow
+def test_the_processor_runs_a_due_scheduled_task_once_and_leaves_upcoming_ones(app: App) -> None:
+    first = app.command("process")
+    assert first.returncode == 0, first.stderr
+    with app.store.read() as conn:
+        upcoming = dict(
+            conn.execute(
+                select(tasks.c.schedule_key, tasks.c.id).where(tasks.c.schedule_key.is_not(None))
+            ).all()
+        )
+    hourly = upcoming["cleanup_service.cleanup_temp_directories"]
+    daily = upcoming["cleanup_service.cleanup_old_tasks"]
+    assert app.statuses([hourly, daily]) == {hourly: "pending", daily: "pending"}
+
+    app.update_row(hourly, next_run_at=to_db(utcnow() - timedelta(minutes=1)))
+    second = app.command("process")
+    assert second.returncode == 0, second.stderr
+    ran = app.status(hourly)
+    assert (ran.status, ran.result) == ("completed", {"deleted": 0})
+    assert ran.execution_mode == "scheduled"
+    assert ran.queue_name == "scheduled"
+    assert app.status(daily).status == "pending"
 
 
 IMPORTS_PYDANTIC = (
