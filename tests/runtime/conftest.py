@@ -4,14 +4,15 @@ Every test runs once per backend of `tests.databases.BACKENDS` (SQLite, PostgreS
 MariaDB), each in a fresh database; the servers come from `RSX_TEST_POSTGRES_URL` /
 `RSX_TEST_MYSQL_URL` and are skipped without them (a failure under `CI=true`).
 `RSX_RUNTIME_BACKENDS=sqlite` (or any comma-separated subset) narrows that while iterating.
-The test app's services and generated package are shared by the session; each test gets
-its own `rsx.toml`, storage folder and database.
+The test app's services (`tests/runtime/app/services`) are built by `rsxgen build` once per
+session; each test gets its own `rsx.toml`, storage folder and database.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,10 +37,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture(scope="session")
 def app_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding the test app's `services/` and its `generated/` package."""
+    """A folder holding the test app's `services/` and the `generated/` package that
+    `rsxgen build` makes of them (built once per session, as a user would)."""
     root = tmp_path_factory.mktemp("package")
     shutil.copytree(APP_SOURCE / "services", root / "services")
-    shutil.copytree(APP_SOURCE / "generated", root / "generated")
+    lines = ["[tasks]", "", "[tasks.queues]"]
+    lines += [f"{name} = {{ max_workers = {count} }}" for name, count in QUEUES.items()]
+    (root / "rsx.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    built = subprocess.run(
+        [sys.executable, "-m", "rsxgen", "build", "--config", str(root / "rsx.toml")],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert built.returncode == 0, f"rsxgen build failed:\n{built.stdout}{built.stderr}"
     return root
 
 
