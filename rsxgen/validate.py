@@ -1,0 +1,106 @@
+"""From the scans of every service file and the config to the manifest, or to diagnostics.
+
+The checks here are the ones that need the config or more than one file: a task's queue
+must be defined (RSX001), the queue and timeout not written default to the config's, and
+services made of two files (the built-in `cleanup_service` joined by an app's own
+`cleanup_service.py`) must not define a task twice (RSX013).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+from rsxgen.diagnostics import Diagnostic
+from rsxgen.manifest import Manifest, ServiceDef, TaskDef
+from rsxgen.scanner import FileScan, TaskFacts
+from runtime.config import Config
+from runtime.errors import ConfigError
+
+BUILTIN_PREFIX = "runtime."
+"""Modules of built-in services; their tasks come first when a service spans two files."""
+
+
+def validate(
+    scans: Sequence[FileScan], config: Config, source_label: str
+) -> tuple[Manifest | None, list[Diagnostic]]:
+    """The sorted manifest and no diagnostics, or None and every diagnostic sorted."""
+    diagnostics = [d for scan in scans for d in scan.diagnostics]
+    services: dict[str, dict[str, TaskDef]] = {}
+    where: dict[tuple[str, str], tuple[str, int]] = {}
+    ordered = sorted(
+        scans, key=lambda scan: (not scan.module.startswith(BUILTIN_PREFIX), scan.path)
+    )
+    for scan in ordered:
+        tasks = services.setdefault(scan.service, {})
+        for facts in scan.tasks:
+            problem = _queue_problem(facts, config, scan.path)
+            if problem is not None:
+                diagnostics.append(problem)
+            if facts.name in tasks:
+                first_path, first_line = where[(scan.service, facts.name)]
+                diagnostics.append(
+                    Diagnostic(
+                        scan.path,
+                        *facts.at,
+                        "RSX013",
+                        f"task '{facts.name}' is already defined in service '{scan.service}' "
+                        f"({first_path}:{first_line})",
+                    )
+                )
+                continue
+            where[(scan.service, facts.name)] = (scan.path, facts.at[0])
+            tasks[facts.name] = _task(facts, scan, config)
+    if diagnostics:
+        return None, sorted(set(diagnostics))
+    manifest = Manifest(
+        services=tuple(
+            ServiceDef(name, tuple(tasks[task] for task in sorted(tasks)))
+            for name, tasks in sorted(services.items())
+            if tasks
+        ),
+        source=source_label,
+        timezone=config.timezone,
+        queues=tuple((name, config.queues[name].max_workers) for name in sorted(config.queues)),
+    )
+    return manifest, []
+
+
+def config_diagnostic(error: ConfigError) -> Diagnostic:
+    """RSX015 for an invalid config file, at the offending key's line when known."""
+    return Diagnostic(error.path or "rsx.toml", error.line or 1, 1, "RSX015", error.message)
+
+
+def _task(facts: TaskFacts, scan: FileScan, config: Config) -> TaskDef:
+    queue = (
+        facts.queue if facts.queue is not None else ("scheduled" if facts.scheduled else "default")
+    )
+    return TaskDef(
+        service=scan.service,
+        name=facts.name,
+        description=facts.description,
+        queue=queue,
+        timeout=facts.timeout if facts.timeout is not None else config.default_timeout,
+        module=scan.module,
+        function=facts.name,
+        params=facts.params,
+        cron=facts.cron,
+        source=scan.path,
+        line=facts.at[0],
+    )
+
+
+def _queue_problem(facts: TaskFacts, config: Config, path: str) -> Diagnostic | None:
+    """RSX001 when the written queue is not in the config, with the closest defined name."""
+    if facts.queue is None or facts.queue in config.queues:
+        return None
+    defined = sorted(config.queues)
+    message = (
+        f"queue '{facts.queue}' is not defined in {config.path.name} "
+        f"(defined: {', '.join(defined)})"
+    )
+    close = difflib.get_close_matches(facts.queue, defined, n=1)
+    if close:
+        message += f"; did you mean '{close[0]}'?"
+    line, col = facts.queue_at or facts.at
+    return Diagnostic(path, line, col, "RSX001", message)
