@@ -34,9 +34,10 @@ FLUSH_INTERVAL_S = 0.5
 class RowSink:
     """A queued task's sink: log lines and status data batched into its row.
 
-    The first write is flushed at once, later ones at most every `FLUSH_INTERVAL_S` by a
-    background thread; what is left is written with the finish. Temp-directory facts are
-    written immediately, so that a task killed a moment later still has its folder cleaned.
+    A background thread writes them at most every `FLUSH_INTERVAL_S`, the first time that
+    long after the first write, so a short task's lines go with its finish in one
+    transaction. Temp-directory facts are written at once, so that a task killed a moment
+    later still has its folder cleaned.
     """
 
     def __init__(self, store: Store, config: Config, task_id: int, pid: int) -> None:
@@ -87,11 +88,9 @@ class RowSink:
     def _flush_loop(self) -> None:
         while True:
             self._dirty.wait()
-            if self._closed.is_set():
-                return
-            self.flush()
             if self._closed.wait(FLUSH_INTERVAL_S):
                 return
+            self.flush()
 
     def _take(self) -> tuple[str, dict[str, Any] | None]:
         with self._lock:
