@@ -16,7 +16,9 @@
 On MySQL/MariaDB timestamps are `DATETIME(6)` (plain DATETIME drops the fraction of a
 second, which FIFO and timeout checks need) and text columns `LONGTEXT` (TEXT stops at
 64 KB, and a task's log can grow past it). The MySQL types load only when that dialect is
-used, so SQLite users do not pay for importing them.
+used, so SQLite users do not pay for importing them. MySQL tables are InnoDB (row locks,
+`SKIP LOCKED`) in utf8mb4 with the binary collation, so names compare case-sensitively
+as on SQLite and PostgreSQL (`Video` is not `video`) and any text fits.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ metadata = MetaData()
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so BigInteger falls back to Integer there.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 _MYSQL = ("mysql", "mariadb")
+_MYSQL_TABLE = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
 
 
 class Timestamp(TypeDecorator[Any]):
@@ -107,6 +114,7 @@ tasks = Table(
     Index("ix__tasks_claim", "queue_name", "status", "id"),
     Index("ix__tasks_status", "status", "server_id"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
+    **_MYSQL_TABLE,
 )
 
 workers = Table(
@@ -121,6 +129,7 @@ workers = Table(
     Column("created_at", Timestamp(), nullable=False),
     Column("current_task_id", BigInteger, nullable=True),
     Index("ix__workers_server_queue", "server_id", "queue_name"),
+    **_MYSQL_TABLE,
 )
 
 meta = Table(
@@ -128,4 +137,5 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
+    **_MYSQL_TABLE,
 )

@@ -131,3 +131,22 @@ def test_timestamps_keep_microseconds(tmp_path: Path, db_url: str) -> None:
         ).scalars().all()
     assert before == after == [task_id]
     store.dispose()
+
+
+def test_names_compare_case_sensitively_and_any_text_is_kept(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    now = utcnow()
+    upper = store.insert_task(
+        service="svc", task="Job", queue="Video", params={"title": "Été 🎬 動画"}, timeout=60,
+        now=now,
+    )
+    lower = store.insert_task(
+        service="svc", task="job", queue="video", params={}, timeout=60, now=now
+    )
+    assert store.pending_counts("video") == {"video": (1, lower)}
+    with store.read() as conn:
+        assert conn.execute(store.backend.claimable("video")).scalar() == lower
+        named = conn.execute(select(tasks.c.id).where(tasks.c.task_name == "job")).scalars()
+        assert list(named) == [lower]
+    assert store.get(upper).params == {"title": "Été 🎬 動画"}
+    store.dispose()
