@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 HEADER_SOURCE_DEFAULT = "services"
@@ -198,13 +199,12 @@ class Manifest:
     def scheduled(self) -> tuple[TaskDef, ...]:
         return tuple(t for t in self.tasks if t.scheduled)
 
-    @property
+    @cached_property
     def namespaces(self) -> tuple[Namespace, ...]:
         """The top-level attributes of the client: one node per first component of a service."""
-        by_path = {s.name: s.tasks for s in self.services}
-        return _namespace_nodes("", by_path)
+        return _namespace_nodes("", {s.name: s.tasks for s in self.services})
 
-    @property
+    @cached_property
     def namespace_classes(self) -> tuple[Namespace, ...]:
         """Every node of the client tree, children before their parent (definition order)."""
         ordered: list[Namespace] = []
@@ -274,19 +274,15 @@ class Manifest:
 
 
 def _namespace_nodes(prefix: str, by_path: dict[str, tuple[TaskDef, ...]]) -> tuple[Namespace, ...]:
-    """The child nodes below `prefix` ('' for the root), sorted by attribute name."""
-    start = len(prefix) + 1 if prefix else 0
-    below = [path for path in by_path if not prefix or path.startswith(prefix + ".")]
-    attrs = sorted({path[start:].split(".")[0] for path in below})
+    """The nodes for dotted paths relative to `prefix` ('' for the root), sorted by attribute."""
+    groups: dict[str, dict[str, tuple[TaskDef, ...]]] = {}
+    for path, tasks in by_path.items():
+        head, _, rest = path.partition(".")
+        groups.setdefault(head, {})[rest] = tasks
     nodes = []
-    for attr in attrs:
+    for attr in sorted(groups):
+        below = groups[attr]
         path = f"{prefix}.{attr}" if prefix else attr
-        nodes.append(
-            Namespace(
-                path=path,
-                attr=attr,
-                tasks=by_path.get(path, ()),
-                children=_namespace_nodes(path, by_path),
-            )
-        )
+        own = below.pop("", ())
+        nodes.append(Namespace(path, attr, own, _namespace_nodes(path, below)))
     return tuple(nodes)
