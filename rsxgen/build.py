@@ -71,6 +71,8 @@ def build(config: Config, *, check: bool = False) -> Outcome:
     manifest, diagnostics = validate(scans, config, label)
     problems = {d for scan in scans for d in scan.diagnostics} | set(diagnostics)
     if problems or manifest is None:
+        if not check:
+            cache.save(set(keys))
         return Outcome(diagnostics=tuple(sorted(problems)))
 
     key = output_key(config, label, keys)
