@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter  # type: ignore[import-untyped]
 from sqlalchemy import Engine, and_, delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql import Executable
 
 from runtime.clock import to_db
 from runtime.config import Config
@@ -33,6 +34,8 @@ from runtime.schema import tasks
 # How far a wall-clock time and the instant it names can be apart beyond the zone's usual
 # offset: the largest DST shift of any zone in use today is two hours.
 _DST_MARGIN = timedelta(hours=3)
+# Runs of a write transaction the database aborted to break a deadlock.
+_ATTEMPTS = 3
 
 
 def schedule_key(service: str, task: str) -> str:
@@ -180,6 +183,26 @@ class _Tick:
             errors=tuple(self.errors),
         )
 
+    def write(self, statement: Executable, then: Executable | None = None) -> int:
+        """Run `statement` in its own transaction and return its rowcount; if that is 1,
+        run `then` in the same transaction.
+
+        A transaction the database aborts as a deadlock victim (MySQL/MariaDB errors
+        1213 and 1205, PostgreSQL 40P01 and 40001) is run again, up to three times in
+        all: every statement here is guarded, so running it again is harmless.
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    count = conn.execute(statement).rowcount
+                    if then is not None and count == 1:
+                        conn.execute(then)
+                    return count
+            except DBAPIError as exc:
+                if attempt == _ATTEMPTS or not _is_transient(exc):
+                    raise
+        raise AssertionError("unreachable")
+
     def spec(self, entry: ScheduleEntry) -> dict[str, str]:
         """What an upcoming row's slot was computed from."""
         return {"cron": entry.cron, "timezone": self.config.timezone}
@@ -232,10 +255,9 @@ class _Tick:
 
         gone = sorted(set(existing) - set(self.entries))
         if gone:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    delete(tasks).where(tasks.c.schedule_key.in_(gone), tasks.c.status == "pending")
-                )
+            self.write(
+                delete(tasks).where(tasks.c.schedule_key.in_(gone), tasks.c.status == "pending")
+            )
             self.removed.extend(gone)
 
         for key in sorted(self.entries):
@@ -271,16 +293,15 @@ class _Tick:
                 )
             if not changes:
                 continue
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(tasks)
-                    .where(
-                        tasks.c.id == row.id,
-                        tasks.c.schedule_key == key,
-                        tasks.c.status == "pending",
-                    )
-                    .values(updated_at=self.now_db, **changes)
+            self.write(
+                update(tasks)
+                .where(
+                    tasks.c.id == row.id,
+                    tasks.c.schedule_key == key,
+                    tasks.c.status == "pending",
                 )
+                .values(updated_at=self.now_db, **changes)
+            )
             (self.moved if moved else self.updated).append(key)
 
     def create(self, key: str, entry: ScheduleEntry) -> None:
@@ -289,8 +310,7 @@ class _Tick:
         if slot is None:
             return
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(tasks).values(**self.upcoming_values(entry, slot)))
+            self.write(insert(tasks).values(**self.upcoming_values(entry, slot)))
         except IntegrityError:
             return  # another processor inserted it first
         self.created.append(key)
@@ -345,17 +365,16 @@ class _Tick:
         slot = self.slot(key)
         if slot is None:
             return
-        with self.engine.begin() as conn:
-            moved = conn.execute(
-                update(tasks)
-                .where(
-                    tasks.c.id == row_id,
-                    tasks.c.schedule_key == key,
-                    tasks.c.status == "pending",
-                    tasks.c.next_run_at <= self.now_db,
-                )
-                .values(next_run_at=to_db(slot), scheduled_at=to_db(slot), updated_at=self.now_db)
-            ).rowcount
+        moved = self.write(
+            update(tasks)
+            .where(
+                tasks.c.id == row_id,
+                tasks.c.schedule_key == key,
+                tasks.c.status == "pending",
+                tasks.c.next_run_at <= self.now_db,
+            )
+            .values(next_run_at=to_db(slot), scheduled_at=to_db(slot), updated_at=self.now_db)
+        )
         if moved == 1:
             self.skipped.append(key)
 
@@ -370,28 +389,36 @@ class _Tick:
         if slot is None:
             return
         try:
-            with self.engine.begin() as conn:
-                won = conn.execute(
-                    update(tasks)
-                    .where(
-                        tasks.c.id == row_id,
-                        tasks.c.schedule_key == key,
-                        tasks.c.status == "pending",
-                        tasks.c.next_run_at <= self.now_db,
-                    )
-                    .values(
-                        schedule_key=None,
-                        status_data=None,
-                        server_id=self.config.server_id,
-                        updated_at=self.now_db,
-                    )
-                ).rowcount
-                if won != 1:
-                    return
-                conn.execute(insert(tasks).values(**self.upcoming_values(entry, slot)))
+            won = self.write(
+                update(tasks)
+                .where(
+                    tasks.c.id == row_id,
+                    tasks.c.schedule_key == key,
+                    tasks.c.status == "pending",
+                    tasks.c.next_run_at <= self.now_db,
+                )
+                .values(
+                    schedule_key=None,
+                    status_data=None,
+                    server_id=self.config.server_id,
+                    updated_at=self.now_db,
+                ),
+                then=insert(tasks).values(**self.upcoming_values(entry, slot)),
+            )
         except IntegrityError:
             return  # rolled back: the row stays upcoming and the next tick tries again
+        if won != 1:
+            return
         self.released.append(ReleasedRun(key, row_id, queue_name))
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Whether the database aborted the transaction only to break a deadlock or lock wait."""
+    original = exc.orig
+    if getattr(original, "sqlstate", None) in ("40P01", "40001"):
+        return True
+    args: tuple[Any, ...] = getattr(original, "args", ())
+    return bool(args) and args[0] in (1205, 1213)
 
 
 def _json(value: Mapping[str, Any]) -> str:

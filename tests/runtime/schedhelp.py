@@ -33,14 +33,14 @@ def write_config(root: Path, db_url: str, timezone: str = "UTC", server_id: int 
 
 def open_engine(url: str) -> Engine:
     """An engine on `url` with the runtime's tables created."""
-    try:
-        from runtime.store import create_store_engine  # type: ignore[attr-defined]
-    except ImportError:
-        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-        engine = create_engine(url, connect_args=connect_args)
-        metadata.create_all(engine)
-        return engine
-    return create_store_engine(url)  # type: ignore[no-any-return]
+    options: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 30}
+    elif url.startswith("mysql"):
+        options["isolation_level"] = "READ COMMITTED"  # as the runtime's MySQL engine
+    engine = create_engine(url, **options)
+    metadata.create_all(engine)
+    return engine
 
 
 def rows(engine: Engine, service: str | None = None, task: str | None = None) -> list[Any]:
@@ -77,8 +77,8 @@ def racing_tick(
 ) -> None:
     """Child process: for each moment, wait for the others, tick, report what was released.
 
-    The winner of a release then marks that run completed, as a worker would, so the next
-    slot is not debounced by it.
+    Once all four ticks of a moment are over, the winner of a release marks that run
+    completed, as a worker would, so the next slot is not debounced by it.
     """
     from sqlalchemy import update
 
@@ -90,6 +90,7 @@ def racing_tick(
         for moment in moments:
             barrier.wait(timeout=60)
             result = tick(engine, config, schedules, moment)
+            barrier.wait(timeout=60)  # every tick of this moment is over
             with engine.begin() as conn:
                 for run in result.released:
                     conn.execute(
