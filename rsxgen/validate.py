@@ -1,9 +1,10 @@
 """From the scans of every service file and the config to the manifest, or to diagnostics.
 
 The checks here are the ones that need the config or more than one file: a task's queue
-must be defined (RSX001), the queue and timeout not written default to the config's, and
+must be defined (RSX001), the queue and timeout not written default to the config's,
 services made of two files (the built-in `cleanup_service` joined by an app's own
-`cleanup_service.py`) must not define a task twice (RSX013).
+`cleanup_service.py`) must not define a task twice, and no task may share its name with a
+sub-service, since `tasks.billing.invoice` cannot be both (RSX013).
 """
 
 from __future__ import annotations
@@ -31,12 +32,24 @@ def validate(
     ordered = sorted(
         scans, key=lambda scan: (not scan.module.startswith(BUILTIN_PREFIX), scan.path)
     )
+    service_paths = {scan.service: scan.path for scan in scans if scan.tasks}
     for scan in ordered:
         tasks = services.setdefault(scan.service, {})
         for facts in scan.tasks:
             problem = _queue_problem(facts, config, scan.path)
             if problem is not None:
                 diagnostics.append(problem)
+            inner = f"{scan.service}.{facts.name}"
+            if inner in service_paths:
+                diagnostics.append(
+                    Diagnostic(
+                        scan.path,
+                        *facts.at,
+                        "RSX013",
+                        f"task '{facts.name}' of service '{scan.service}' has the name of service "
+                        f"'{inner}' ({service_paths[inner]}); tasks.{inner} cannot be both",
+                    )
+                )
             if facts.name in tasks:
                 first_path, first_line = where[(scan.service, facts.name)]
                 diagnostics.append(

@@ -13,7 +13,7 @@ import libcst as cst
 
 from rsxgen.scanner.cron import CronError, check_cron
 from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value
-from rsxgen.scanner.names import ModuleNames, Scope, scope_of, suites
+from rsxgen.scanner.names import ModuleNames, Scope, suites
 from rsxgen.scanner.report import Report, code_of
 
 TASK = frozenset({"runtime.task", "runtime.decorators.task"})
@@ -94,7 +94,7 @@ class DecoratorGatherer:
         if found is not None:
             self._check(found)
         params = [p.name.value for p in _all_params(node.params)]
-        self._scopes.append(scope_of("function", node.name.value, _statements(node.body), params))
+        self._scopes.append(Scope("function", node.name.value, _statements(node.body), params))
         self._visit_suite(node.body)
         self._scopes.pop()
 
@@ -109,7 +109,7 @@ class DecoratorGatherer:
                     "RSX012",
                     f"@{kind} decorates class '{node.name.value}'; a task is a module-level def",
                 )
-        self._scopes.append(scope_of("class", node.name.value, _statements(node.body)))
+        self._scopes.append(Scope("class", node.name.value, _statements(node.body)))
         self._visit_suite(node.body)
         self._scopes.pop()
 

@@ -40,8 +40,8 @@ def literal_value(node: cst.BaseExpression) -> Any:
     if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
         if isinstance(node, cst.ConcatenatedString) and _has_fstring(node):
             raise NotLiteral("an f-string")
-        value = node.evaluated_value
-        if isinstance(value, bytes):
+        value = string_value(node)
+        if not isinstance(value, str):
             raise NotJson("a bytes literal")
         return value
     if isinstance(node, cst.FormattedString):
@@ -67,6 +67,15 @@ def literal_value(node: cst.BaseExpression) -> Any:
     if isinstance(node, cst.Set):
         raise NotJson("a set")
     raise NotLiteral(_describe(node))
+
+
+def string_value(node: cst.SimpleString | cst.ConcatenatedString) -> str | bytes | None:
+    """The string's value (None for an f-string); a plain one-line string is read directly."""
+    if isinstance(node, cst.SimpleString):
+        raw = node.value
+        if raw[0] in "'\"" and "\\" not in raw and raw[:3] not in ('"""', "'''"):
+            return raw[1:-1]
+    return node.evaluated_value
 
 
 def to_json(value: Any) -> Any:

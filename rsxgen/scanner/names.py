@@ -39,13 +39,32 @@ LOCAL = None
 """A binding that is not an import (def, class, assignment, parameter): not resolvable."""
 
 
-@dataclass
 class Scope:
-    """Names bound in the body of function or class `owner`: name → import target or `LOCAL`."""
+    """Names bound in the body of function or class `owner`: name → import target or `LOCAL`.
 
-    kind: str
-    owner: str
-    names: dict[str, str | None] = field(default_factory=dict)
+    The bindings are read on first use: most bodies never need them.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        owner: str,
+        statements: Iterable[cst.BaseStatement],
+        params: Iterable[str] = (),
+    ) -> None:
+        self.kind = kind
+        self.owner = owner
+        self._statements = statements
+        self._params = params
+        self._names: dict[str, str | None] | None = None
+
+    @property
+    def names(self) -> dict[str, str | None]:
+        if self._names is None:
+            self._names = {name: LOCAL for name in self._params}
+            for name, target in bindings_of(self._statements):
+                self._names[name] = target
+        return self._names
 
 
 @dataclass
@@ -94,16 +113,6 @@ class ModuleNames:
         if hasattr(builtins, head):
             return f"builtins.{dotted}"
         return None
-
-
-def scope_of(
-    kind: str, owner: str, statements: Iterable[cst.BaseStatement], params: Iterable[str] = ()
-) -> Scope:
-    """The bindings of one function or class body (parameters included)."""
-    scope = Scope(kind, owner, {name: LOCAL for name in params})
-    for name, target in bindings_of(statements):
-        scope.names[name] = target
-    return scope
 
 
 def bindings_of(statements: Iterable[cst.BaseStatement]) -> Iterator[tuple[str, str | None]]:

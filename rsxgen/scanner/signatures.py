@@ -13,7 +13,7 @@ import libcst as cst
 
 from rsxgen.manifest import Param
 from rsxgen.scanner.decorators import Decorated
-from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, to_json
+from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, string_value, to_json
 from rsxgen.scanner.names import ModuleNames
 from rsxgen.scanner.report import Report, code_of
 from rsxgen.scanner.types import JsonType, Resolve, TypeProblem, json_type
@@ -111,7 +111,7 @@ class SignatureGatherer:
 
     def _is_task_instance(self, annotation: cst.BaseExpression) -> bool:
         if isinstance(annotation, cst.SimpleString | cst.ConcatenatedString):
-            text = annotation.evaluated_value
+            text = string_value(annotation)
             if not isinstance(text, str):
                 return False
             try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import libcst as cst
 
-from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value
+from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, string_value
 from rsxgen.scanner.report import code_of as _code
 
 Resolve = Callable[[cst.CSTNode | str], "str | None"]
@@ -182,7 +182,7 @@ _UNUSABLE = object()
 
 def _forward(node: cst.SimpleString | cst.ConcatenatedString, resolve: Resolve) -> JsonType:
     """A string annotation: the expression inside, read like any other annotation."""
-    text = node.evaluated_value
+    text = string_value(node)
     if not isinstance(text, str):
         raise TypeProblem(f"'{_code(node)}' is not a JSON-compatible type")
     try:
