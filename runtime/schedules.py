@@ -13,20 +13,21 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
+from runtime.cli import run_command
 from runtime.clock import from_db, utcnow
 from runtime.config import Config, load_config
-from runtime.errors import ConfigError
 from runtime.registry import ScheduleEntry, load_schedules
 from runtime.scheduler import next_slot, schedule_key
-from runtime.schema import metadata, tasks
+from runtime.schema import tasks
+from runtime.store import Store
+
+PROG = "python -m runtime.schedules"
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,19 @@ class ScheduleView:
 
 
 def collect(
-    engine: Engine, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
+    store: Store, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
 ) -> tuple[list[ScheduleView], list[str]]:
     """The view of every schedule, and the keys of upcoming rows whose schedule is gone."""
-    with engine.connect() as conn:
+    try:
+        return _collect(store, config, schedules, now)
+    except SQLAlchemyError as exc:
+        raise store.backend_error(exc) from None
+
+
+def _collect(
+    store: Store, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
+) -> tuple[list[ScheduleView], list[str]]:
+    with store.read() as conn:
         upcoming = {
             row.schedule_key: row
             for row in conn.execute(
@@ -182,66 +192,27 @@ def render(views: Sequence[ScheduleView], orphans: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime.schedules",
-        description="List each scheduled task with its next run and its last run.",
+        prog=PROG, description="List each scheduled task with its next run and its last run."
     )
-    parser.add_argument(
-        "--config", metavar="PATH", help="the app's rsx.toml (default: found upward)"
-    )
+    parser.add_argument("--config", metavar="PATH", help="path of rsx.toml (default: found upward)")
     parser.add_argument("--json", action="store_true", help="print one JSON array instead")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         config = load_config(args.config)
         schedules = load_schedules(config)
-        engine = _engine(config.database_url)
+        store = Store(config)
         try:
-            metadata.create_all(engine, checkfirst=True)
-            views, orphans = collect(engine, config, schedules, utcnow())
+            views, orphans = collect(store, config, schedules, utcnow())
         finally:
-            engine.dispose()
-    except ConfigError as exc:
-        where = f"{exc.path}:{exc.line}: " if exc.path and exc.line else ""
-        print(f"error: {where}{exc.message}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:
-        print(f"error: {_database_problem(config.database_url, exc)}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps([view.to_data() for view in views], indent=2))
-    else:
-        print(render(views, orphans))
-    return 0
+            store.dispose()
+        if args.json:
+            print(json.dumps([view.to_data() for view in views], indent=2))
+        else:
+            print(render(views, orphans))
+        return 0
 
-
-def _engine(url: str) -> Engine:
-    """An engine for `url`; for a SQLite file, its folder is created first."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError("database_url is not a valid SQLAlchemy URL") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return create_engine(parsed)
-    except (NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"cannot use database {_masked(url)}: {exc}") from None
-
-
-def _database_problem(url: str, exc: SQLAlchemyError) -> str:
-    original = getattr(exc, "orig", None) or exc
-    lines = str(original).strip().splitlines()
-    reason = lines[0] if lines else type(exc).__name__
-    password = make_url(url).password
-    if password:
-        reason = reason.replace(str(password), "***")
-    return f"database {_masked(url)}: {reason}"
-
-
-def _masked(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid database_url>"
+    return run_command(PROG, body)
 
 
 def _iso(moment: datetime | None) -> str | None:

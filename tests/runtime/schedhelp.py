@@ -9,12 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
 from runtime.clock import from_db
 from runtime.config import Config, parse_config
 from runtime.registry import ScheduleEntry
-from runtime.schema import metadata, tasks
+from runtime.schema import tasks
+from runtime.store import Store
 
 
 def write_config(root: Path, db_url: str, timezone: str = "UTC", server_id: int = 1) -> Config:
@@ -31,16 +32,12 @@ def write_config(root: Path, db_url: str, timezone: str = "UTC", server_id: int 
     return parse_config(root / "rsx.toml")
 
 
-def open_engine(url: str) -> Engine:
-    """An engine on `url` with the runtime's tables created."""
-    options: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 30}
-    elif url.startswith("mysql"):
-        options["isolation_level"] = "READ COMMITTED"  # as the runtime's MySQL engine
-    engine = create_engine(url, **options)
-    metadata.create_all(engine)
-    return engine
+def open_engine(config: Config) -> Engine:
+    """The runtime's own engine for the app's database (WAL and busy timeout on SQLite,
+    READ COMMITTED on MySQL/MariaDB), with the tables created."""
+    store = Store(config)
+    store.ensure_schema()
+    return store.engine
 
 
 def rows(engine: Engine, service: str | None = None, task: str | None = None) -> list[Any]:
@@ -85,7 +82,7 @@ def racing_tick(
     from runtime.scheduler import tick
 
     config = parse_config(Path(config_path))
-    engine = open_engine(config.database_url)
+    engine = open_engine(config)
     try:
         for moment in moments:
             barrier.wait(timeout=60)

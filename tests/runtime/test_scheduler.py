@@ -60,7 +60,7 @@ def app(
     monkeypatch.delenv("RSX_DATABASE_URL", raising=False)
     monkeypatch.delenv("RSX_SERVER_ID", raising=False)
     config = write_config(tmp_path / "app", db_url, server_id=3)
-    engine = open_engine(config.database_url)
+    engine = open_engine(config)
     yield config, engine
     engine.dispose()
 
@@ -481,7 +481,7 @@ def test_tick_releases_a_daily_run_once_over_a_dst_night(
 ) -> None:
     """Ticks every five minutes through the night release the 01:30 and 02:30 jobs once each."""
     config = write_config(tmp_path / "app", db_url, timezone=zone)
-    engine = open_engine(config.database_url)
+    engine = open_engine(config)
     entries = [
         ScheduleEntry(
             service="night", task=f"at_{h}", cron=f"30 {h} * * *", queue="scheduled", timeout=60

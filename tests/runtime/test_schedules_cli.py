@@ -89,7 +89,7 @@ def test_lists_next_and_last_runs(app: Path) -> None:
     config = parse_config(app / "rsx.toml")
     schedules = ENTRIES
     (app / "storage").mkdir()
-    engine = open_engine(config.database_url)
+    engine = open_engine(config)
     try:
         tick(engine, config, schedules, at("2024-05-01 12:00"))  # a Wednesday
         [run] = tick(engine, config, schedules, at("2024-05-02 06:00:30")).released
@@ -184,7 +184,7 @@ def test_unreachable_database_is_one_line_without_password(app: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(
-        "error: database postgresql+psycopg://app:***@127.0.0.1:9/tasks"
+        "python -m runtime.schedules: error: database postgresql+psycopg://app:***@127.0.0.1:9/tasks"
     )
     assert "s3cret-pw" not in result.stderr
     assert "Traceback" not in result.stderr
