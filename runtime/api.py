@@ -75,7 +75,7 @@ class Task:
         Raises `UnknownTaskError`, `ParamsError` (naming each bad field), `ConfigError` if
         the task's queue is not in the config, `BackendError` if the database fails.
         """
-        from runtime.spawn import free_slots, spawn_worker
+        from runtime.spawn import spawn_for_pending
         from runtime.validation import validate
 
         ctx = context()
@@ -94,11 +94,10 @@ class Task:
             timeout=entry.timeout,
             now=utcnow(),
         )
-        if free_slots(ctx.config, ctx.store, entry.queue) > 0:
-            try:
-                spawn_worker(ctx.config, entry.queue)
-            except OSError as exc:
-                log.warning("task %s queued, but no worker could be started: %s", task_id, exc)
+        try:
+            spawn_for_pending(ctx.config, ctx.store, {entry.queue: 1})
+        except OSError as exc:
+            log.warning("task %s queued, but no worker could be started: %s", task_id, exc)
         return task_id
 
     @staticmethod

@@ -1,11 +1,15 @@
-"""Starting detached workers, and deciding how many a queue may get.
+"""Starting detached workers, no more than the limits have room for.
 
-A worker is `python -m runtime.worker --queue Q --config PATH`, started in the app root
-in a new session with its output appended to `storage/logs/worker-<queue>.log`. It is
-started through `sh -c '"$@" &'`, so the shell exits at once and the worker is adopted by
-init: the dispatching process (a web server, say) is left with no child to reap and no
-zombie that would look alive. The counts here are cheap estimates; the worker itself
-registers under the limits atomically (`Store.register_worker`) and exits if it is over.
+A worker is `python -m runtime.worker --queue Q --config PATH --slot ID`, started in the app
+root in a new session with its output appended to `storage/logs/worker-<queue>.log`. The
+slot is a `_workers` row reserved under the workers lock before the process is started
+(`Store.reserve_workers`), which the worker adopts: racing dispatchers and processors
+therefore start no process that would only find the limits full. (A plain count before
+spawning let 200 racing dispatches start ~90 interpreters that all exited at once.)
+
+The process is started through `sh -c '"$@" &'`, so the shell exits at once and the worker
+is adopted by init: the dispatching process (a web server, say) is left with no child to
+reap and no zombie that would look alive.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from runtime.clock import utcnow
 from runtime.config import Config
-from runtime.store import Store
+from runtime.store import Limits, Store
 
 
 def worker_log_path(config: Config, queue: str) -> Path:
@@ -24,12 +29,14 @@ def worker_log_path(config: Config, queue: str) -> Path:
     return config.storage / "logs" / f"worker-{queue}.log"
 
 
-def spawn_worker(config: Config, queue: str) -> None:
-    """Start one detached worker for `queue`."""
+def spawn_worker(config: Config, queue: str, slot: int | None = None) -> None:
+    """Start one detached worker for `queue`, adopting the reserved `slot` if given."""
     log_path = worker_log_path(config, queue)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "runtime.worker"]
     command += ["--queue", queue, "--config", str(config.path)]
+    if slot is not None:
+        command += ["--slot", str(slot)]
     with open(log_path, "ab") as log:
         shell = subprocess.Popen(
             ["/bin/sh", "-c", '"$@" &', "sh", *command],
@@ -43,32 +50,25 @@ def spawn_worker(config: Config, queue: str) -> None:
     shell.wait()
 
 
-def free_slots(config: Config, store: Store, queue: str) -> int:
-    """How many more workers `queue` may have now, by the unlocked estimate."""
-    limits = config.queue(queue)
-    if limits is None:
-        return 0
-    live = store.live_workers()
-    server_free = config.global_max_workers - sum(live.values())
-    return max(0, min(limits.max_workers - live[queue], server_free))
-
-
 def spawn_for_pending(config: Config, store: Store, pending: Mapping[str, int]) -> int:
-    """Spawn workers for queues with pending tasks, up to the limits; how many were started.
+    """Start workers for queues with pending tasks, up to the limits; how many were started.
 
     `pending` maps queue names to their number of claimable tasks, in the order the queues
-    should be served. A queue gets at most one worker per pending task.
+    should be served; a queue gets at most one worker per pending task. An unlocked count
+    first skips queues that are visibly full, the common case, without taking the lock.
     """
-    live = store.live_workers()
-    server_free = config.global_max_workers - sum(live.values())
+    now = utcnow()
+    live = store.live_workers(now)
     started = 0
     for queue, count in pending.items():
         limits = config.queue(queue)
-        if limits is None or server_free <= 0:
+        if limits is None or count < 1:
             continue
-        wanted = min(count, limits.max_workers - live[queue], server_free)
-        for _ in range(max(0, wanted)):
-            spawn_worker(config, queue)
+        if live[queue] >= limits.max_workers or live.total() >= config.global_max_workers:
+            continue
+        limit = Limits(queue=limits.max_workers, server=config.global_max_workers)
+        for slot in store.reserve_workers(queue, count, limit, now):
+            spawn_worker(config, queue, slot)
+            live[queue] += 1
             started += 1
-            server_free -= 1
     return started

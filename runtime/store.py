@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from runtime.backends import Backend, backend_for
-from runtime.clock import to_db
+from runtime.clock import from_db, to_db
 from runtime.config import Config
 from runtime.errors import BackendError, TaskNotFoundError
 from runtime.schema import SCHEMA_VERSION, meta, metadata, tasks, workers
@@ -38,6 +38,8 @@ R = TypeVar("R")
 # A recorded process start time and psutil's reading of it may differ by float rounding
 # through the database; two processes with the same PID start further apart than this.
 _START_TOLERANCE_S = 0.05
+# How long a reserved worker slot waits for the process it was reserved for to adopt it.
+STARTING_GRACE_S = 30
 
 
 def dumps(value: Any) -> str:
@@ -80,6 +82,14 @@ def is_alive(pid: int | None, started: float | None) -> bool:
     except psutil.AccessDenied:
         return True
     return started is None or abs(created - started) < _START_TOLERANCE_S
+
+
+def worker_alive(row: Any, now: datetime) -> bool:
+    """Whether a `_workers` row stands for a live worker, or one still starting (pid 0)."""
+    if row.pid == 0:
+        reserved = from_db(row.heartbeat_at)
+        return reserved is not None and now - reserved < timedelta(seconds=STARTING_GRACE_S)
+    return is_alive(row.pid, row.process_started)
 
 
 def _guarded(method: Callable[P, R]) -> Callable[P, R]:
@@ -232,15 +242,11 @@ class Store:
         return {name: (int(count), int(oldest)) for name, count, oldest in rows}
 
     @_guarded
-    def live_workers(self) -> Counter[str]:
-        """Live registered workers of this server, by queue (a cheap, unlocked estimate)."""
+    def live_workers(self, now: datetime) -> Counter[str]:
+        """Live and starting workers of this server, by queue (an unlocked estimate)."""
         with self.read() as conn:
-            rows = conn.execute(
-                select(workers.c.queue_name, workers.c.pid, workers.c.process_started).where(
-                    workers.c.server_id == self.server_id
-                )
-            ).all()
-        return Counter(r.queue_name for r in rows if is_alive(r.pid, r.process_started))
+            rows = conn.execute(self._worker_rows()).all()
+        return Counter(r.queue_name for r in rows if worker_alive(r, now))
 
     def wait_for_change(self, conn: Connection, channel: str, timeout: float) -> None:
         """Block until the database may have changed, at most `timeout` seconds."""
@@ -284,6 +290,41 @@ class Store:
 
     # -- workers ------------------------------------------------------------------------
 
+    def _worker_rows(self) -> Any:
+        return select(
+            workers.c.id,
+            workers.c.pid,
+            workers.c.process_started,
+            workers.c.queue_name,
+            workers.c.heartbeat_at,
+        ).where(workers.c.server_id == self.server_id)
+
+    def _free_slots(self, conn: Connection, queue: str, limits: Limits, now: datetime) -> int:
+        """Inside the workers lock: delete dead registrations, count the slots left."""
+        rows = conn.execute(self._worker_rows()).all()
+        dead = [r.id for r in rows if not worker_alive(r, now)]
+        if dead:
+            conn.execute(delete(workers).where(workers.c.id.in_(dead)))
+        live = [r for r in rows if r.id not in dead]
+        on_queue = sum(1 for r in live if r.queue_name == queue)
+        return max(0, min(limits.queue - on_queue, limits.server - len(live)))
+
+    def _insert_worker(
+        self, conn: Connection, queue: str, pid: int, started: float, now: datetime
+    ) -> int:
+        moment = to_db(now)
+        result = conn.execute(
+            insert(workers).values(
+                server_id=self.server_id,
+                pid=pid,
+                process_started=started,
+                queue_name=queue,
+                heartbeat_at=moment,
+                created_at=moment,
+            )
+        )
+        return _inserted_id(result)
+
     @_guarded
     def register_worker(
         self, queue: str, pid: int, started: float, limits: Limits, now: datetime
@@ -294,30 +335,38 @@ class Store:
         the new one happen in one serialised transaction, so racing starters cannot both
         take the last slot. Rows of dead processes are removed on the way.
         """
-        moment = to_db(now)
         with self.write(f"rsx_workers_{self.server_id}") as conn:
-            rows = conn.execute(
-                select(workers.c.id, workers.c.pid, workers.c.process_started, workers.c.queue_name)
-                .where(workers.c.server_id == self.server_id)
-            ).all()
-            dead = [r.id for r in rows if not is_alive(r.pid, r.process_started)]
-            if dead:
-                conn.execute(delete(workers).where(workers.c.id.in_(dead)))
-            live = [r for r in rows if r.id not in dead]
-            on_queue = sum(r.queue_name == queue for r in live)
-            if len(live) >= limits.server or on_queue >= limits.queue:
+            if self._free_slots(conn, queue, limits, now) < 1:
                 return None
-            result = conn.execute(
-                insert(workers).values(
-                    server_id=self.server_id,
-                    pid=pid,
-                    process_started=started,
-                    queue_name=queue,
-                    heartbeat_at=moment,
-                    created_at=moment,
+            return self._insert_worker(conn, queue, pid, started, now)
+
+    @_guarded
+    def reserve_workers(self, queue: str, wanted: int, limits: Limits, now: datetime) -> list[int]:
+        """Reserve up to `wanted` worker slots for processes about to be started; their ids.
+
+        A reservation counts against the limits like a live worker until the started
+        process adopts it (`adopt_worker`) or `STARTING_GRACE_S` passes, so racing
+        dispatchers and processors start no more processes than there are slots.
+        """
+        with self.write(f"rsx_workers_{self.server_id}") as conn:
+            free = min(wanted, self._free_slots(conn, queue, limits, now))
+            return [self._insert_worker(conn, queue, 0, 0.0, now) for _ in range(free)]
+
+    @_guarded
+    def adopt_worker(self, slot: int, pid: int, started: float, now: datetime) -> int | None:
+        """Take over a reservation as the worker process `pid`; its id, or None if expired."""
+        with self.write(f"rsx_workers_{self.server_id}") as conn:
+            taken = conn.execute(
+                update(workers)
+                .where(
+                    workers.c.id == slot,
+                    workers.c.server_id == self.server_id,
+                    workers.c.pid == 0,
+                    workers.c.heartbeat_at > to_db(now - timedelta(seconds=STARTING_GRACE_S)),
                 )
-            )
-            return _inserted_id(result)
+                .values(pid=pid, process_started=started, heartbeat_at=to_db(now))
+            ).rowcount
+        return slot if taken == 1 else None
 
     @_guarded
     def heartbeat(self, worker_id: int, now: datetime) -> None:
@@ -509,11 +558,7 @@ class Store:
                     ~exists(holder),
                 )
             ).all()
-            registered = conn.execute(
-                select(workers.c.id, workers.c.pid, workers.c.process_started).where(
-                    workers.c.server_id == self.server_id
-                )
-            ).all()
+            registered = conn.execute(self._worker_rows()).all()
         stuck: list[int] = []
         for row in local:
             if is_alive(row.worker_pid, row.worker_started):
@@ -528,7 +573,7 @@ class Store:
             )
             if self.mark_stuck(row.id, row.worker_pid, reason, now):
                 stuck.append(row.id)
-        dead = [r.id for r in registered if not is_alive(r.pid, r.process_started)]
+        dead = [r.id for r in registered if not worker_alive(r, now)]
         if dead:
             with self.write(f"rsx_workers_{self.server_id}") as conn:
                 conn.execute(delete(workers).where(workers.c.id.in_(dead)))

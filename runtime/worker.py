@@ -1,13 +1,15 @@
 """A worker: registers under the limits, then supervises one executor child.
 
-`python -m runtime.worker --queue Q --config PATH` is what dispatch and the processor
-start, detached. The worker registers in `_workers` only if the queue's `max_workers`
-and the server's `global_max_workers` allow (else it exits 0 at once), loads the
-registry, and forks one long-lived executor (`runtime.executor`) that claims and runs
-tasks. The worker itself stays small and single-threaded: it heartbeats, and watches the
-running task's deadline; past it, it SIGKILLs the executor, marks the task `stuck` and
-forks a fresh executor for the rest of the queue. No fork per task, and a task that hangs
-in C code is still stopped within a second of its timeout.
+`python -m runtime.worker --queue Q --config PATH [--slot ID]` is what dispatch and the
+processor start, detached. The worker adopts the `_workers` slot reserved for it by
+whoever started it (`runtime.spawn`), or else registers only if the queue's `max_workers`
+and the server's `global_max_workers` allow (otherwise it exits 0 at once, saying so in
+its log). It then loads the registry and forks one long-lived executor
+(`runtime.executor`) that claims and runs tasks. The worker itself stays small and
+single-threaded: it heartbeats, and watches the running task's deadline; past it, it
+SIGKILLs the executor, marks the task `stuck` and forks a fresh executor for the rest of
+the queue. No fork per task, and a task that hangs in C code is still stopped within a
+second of its timeout.
 
 SIGTERM/SIGINT: forwarded to the executor, which finishes its task and takes no new one;
 the worker then deregisters and exits 0. When the queue is empty the executor retires the
@@ -263,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.worker")
     parser.add_argument("--queue", required=True)
     parser.add_argument("--config")
+    parser.add_argument("--slot", type=int, help="the _workers row reserved for this process")
     args = parser.parse_args(argv)
 
     def work() -> int:
@@ -272,8 +275,14 @@ def main(argv: list[str] | None = None) -> int:
 
             raise UsageError(f"queue '{args.queue}' is not defined in {config.path.name}")
         store = Store(config)
-        worker_id = register(config, store, args.queue)
+        worker_id = None
+        if args.slot is not None:
+            pid = os.getpid()
+            worker_id = store.adopt_worker(args.slot, pid, start_time(pid) or time.time(), utcnow())
         if worker_id is None:
+            worker_id = register(config, store, args.queue)
+        if worker_id is None:
+            say(f"worker {os.getpid()}: queue {args.queue} has no free worker slot, exiting")
             return 0
         from runtime.api import use_config
 

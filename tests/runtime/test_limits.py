@@ -7,11 +7,15 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
+from runtime.clock import utcnow
+from runtime.store import STARTING_GRACE_S, Limits
 from tests.runtime.helpers import App, wait_until
 
 pytestmark = pytest.mark.slow
@@ -40,6 +44,25 @@ def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
 def test_max_overlap_counts_what_it_should() -> None:
     assert max_overlap([(0, 1), (1, 2)]) == 1
     assert max_overlap([(0, 3), (1, 2), (1.5, 4)]) == 3
+
+
+def test_reserved_worker_slots_count_until_adopted_or_expired(app: App) -> None:
+    store, me = app.store, psutil.Process()
+    limits = Limits(queue=2, server=3)
+    now = utcnow()
+
+    slots = store.reserve_workers("video", 5, limits, now)
+    assert len(slots) == 2
+    assert store.reserve_workers("video", 1, limits, now) == []
+    assert store.register_worker("video", me.pid, me.create_time(), limits, now) is None
+    assert store.reserve_workers("other", 5, limits, now) != []  # the server's third slot
+
+    assert store.adopt_worker(slots[0], me.pid, me.create_time(), now) == slots[0]
+    assert store.adopt_worker(slots[0], me.pid, me.create_time(), now) is None
+    later = now + timedelta(seconds=STARTING_GRACE_S + 1)
+    assert store.adopt_worker(slots[1], me.pid, me.create_time(), later) is None
+    assert store.live_workers(later) == {"video": 1}
+    assert len(store.reserve_workers("video", 5, limits, later)) == 1
 
 
 def test_one_worker_runs_a_queue_in_fifo_order(make_app: Callable[..., App]) -> None:
@@ -111,3 +134,5 @@ def test_racing_processors_and_dispatches_run_every_task_once_within_the_limits(
     assert max_overlap(by_queue["video"] + by_queue["other"]) <= 3
     app.wait_idle(timeout=60)
     assert app.registered_workers() == []
+    logs = app.worker_log("video") + app.worker_log("other")
+    assert "no free worker slot" not in logs, "a worker process was started for a full queue"
