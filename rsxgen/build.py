@@ -150,7 +150,7 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     `fn` must be a module-level function; the benchmark uses this too, so that bare
     parsing and the build are measured with the same process model.
     """
-    workers = min(os.cpu_count() or 1, 8)
+    workers = _workers()
     if len(items) < PARALLEL_MIN_FILES or workers < 2:
         return [fn(item) for item in items]
     # Imported here: a warm build never needs it, and it costs a tenth of its start-up.
@@ -159,6 +159,14 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     chunk = max(1, len(items) // (workers * 4))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items, chunksize=chunk))
+
+
+def _workers() -> int:
+    """Pool size: `RSXGEN_JOBS` when set (1 scans serially), else the CPUs, at most 8."""
+    jobs = os.environ.get("RSXGEN_JOBS", "")
+    if jobs.isdigit() and int(jobs) > 0:
+        return int(jobs)
+    return min(os.cpu_count() or 1, 8)
 
 
 def _scan_data(job: tuple[bytes, str, str, str]) -> dict[str, Any]:

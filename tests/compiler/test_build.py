@@ -99,6 +99,30 @@ def test_output_is_byte_identical_across_hash_seeds_and_with_the_cache(
     assert read_tree(app / "generated") == trees[0]
 
 
+def test_a_process_pool_scan_gives_the_serial_result(tmp_path: Path) -> None:
+    trees, errors = [], []
+    for jobs in ("1", "2"):
+        app = _app(tmp_path / f"jobs{jobs}")
+        for i in range(40):
+            (app / "services" / f"s{i:02d}.py").write_text(
+                "from runtime import TaskInstance, task\n\n\n"
+                f'@task("Task {i}", timeout={i + 1})\n'
+                f"def t{i}(task: TaskInstance, n: int = {i}) -> int:\n    return n\n"
+            )
+        result = rsxgen("build", cwd=app, env={"RSXGEN_JOBS": jobs})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("built 43 tasks in 42 services (2 scheduled)")
+        trees.append(read_tree(app / "generated"))
+        (app / "services" / "s07.py").write_text("def broken(:\n")
+        shutil.rmtree(app / "storage")
+        result = rsxgen("build", cwd=app, env={"RSXGEN_JOBS": jobs})
+        assert result.returncode == 1
+        errors.append(result.stderr)
+    assert trees[0] == trees[1]
+    assert errors[0] == errors[1]
+    assert errors[0].startswith("services/s07.py:1:")
+
+
 def test_check_is_clean_after_a_build_and_writes_nothing(tmp_path: Path) -> None:
     app = _app(tmp_path)
     assert rsxgen("build", cwd=app).returncode == 0
