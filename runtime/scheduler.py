@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter  # type: ignore[import-untyped]
 from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql import Executable
@@ -58,6 +57,9 @@ def next_slot(cron: str, timezone: str, after: datetime) -> datetime:
     fields = cron.split()
     if len(fields) != 5:
         raise ValueError(f"cron expression {cron!r} must have 5 fields")
+    # Imported here: a processor run with nothing to create or release never needs it.
+    from croniter import croniter  # type: ignore[import-untyped]
+
     zone = ZoneInfo(timezone)
     follows_real_time = fields[1].startswith("*")
     after = after.astimezone(UTC)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
+import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -500,3 +503,78 @@ def test_tick_releases_a_daily_run_once_over_a_dst_night(
     finally:
         engine.dispose()
     assert released == {"night.at_1": 1, "night.at_2": 1}
+
+
+# ---------------------------------------------------------------- cost and robustness
+
+IDLE_TICK = """
+import sys
+from datetime import datetime
+from pathlib import Path
+from runtime.config import parse_config
+from runtime.registry import ScheduleEntry
+from runtime.scheduler import tick
+from runtime.store import Store
+
+config = parse_config(Path(sys.argv[1]))
+entry = ScheduleEntry(service="reports", task="daily", cron="0 3 * * *", queue="scheduled",
+                      timeout=600, params={"fmt": "pdf"})
+result = tick(Store(config).engine, config, [entry], datetime.fromisoformat(sys.argv[2]))
+print(result.created, result.released, "croniter" in sys.modules)
+"""
+
+
+def test_a_tick_with_nothing_to_do_does_not_import_croniter(app: tuple[Config, Engine]) -> None:
+    config, engine = app
+    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+
+    idle = subprocess.run(
+        [sys.executable, "-c", IDLE_TICK, str(config.path), "2024-05-01T10:01:00+00:00"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    due = subprocess.run(
+        [sys.executable, "-c", IDLE_TICK, str(config.path), "2024-05-02T03:00:00+00:00"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert idle.stdout.split() == ["()", "()", "False"], idle.stderr
+    assert due.stdout.split()[-1] == "True", due.stderr
+    assert len(released_rows(engine, "reports", "daily")) == 1
+
+
+def test_a_deadlock_victim_is_recognised_as_worth_running_again(db_url: str) -> None:
+    """Two transactions locking two rows in opposite orders: the server aborts one."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite serialises writers; it has no deadlock victims")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    from runtime.scheduler import _is_transient
+
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE pair (id INTEGER PRIMARY KEY, n INTEGER)"))
+        conn.execute(text("INSERT INTO pair (id, n) VALUES (1, 0), (2, 0)"))
+    both_hold_one = threading.Barrier(2)
+    victims: list[DBAPIError] = []
+
+    def lock(first: int, second: int) -> None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE pair SET n = n + 1 WHERE id = :id"), {"id": first})
+                both_hold_one.wait(timeout=30)
+                conn.execute(text("UPDATE pair SET n = n + 1 WHERE id = :id"), {"id": second})
+        except DBAPIError as exc:
+            victims.append(exc)
+
+    threads = [threading.Thread(target=lock, args=pair) for pair in ((1, 2), (2, 1))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        engine.dispose()
+
+    assert len(victims) == 1
+    assert _is_transient(victims[0])
