@@ -111,7 +111,7 @@ class RowSink:
                 self.task_id, self.pid, lines=lines, status_data=status, now=utcnow()
             )
         except Exception as exc:
-            _say(f"task {self.task_id}: could not write its log/status: {exc}")
+            say(f"task {self.task_id}: could not write its log/status: {exc}")
 
     def close(self) -> tuple[str, dict[str, Any] | None]:
         """Stop the flush thread; return the lines and status not yet written."""
@@ -206,7 +206,7 @@ class Executor:
         )
         took = time.monotonic() - began
         outcome = status.value if recorded else f"{status.value}, but the row was no longer ours"
-        _say(f"task {task.id} {task.service_name}.{task.task_name}: {outcome} in {took:.2f} s")
+        say(f"task {task.id} {task.service_name}.{task.task_name}: {outcome} in {took:.2f} s")
 
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
         """Resolve the task through the registry, validate its params, call it."""
@@ -227,6 +227,7 @@ class Executor:
         return function(TaskInstance(task.id, values, sink), **values)
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """One timestamped line in the worker log (the worker's stderr)."""
     stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S")
     print(f"[{stamp}] {message}", file=sys.stderr, flush=True)

@@ -32,6 +32,7 @@ from typing import Any
 
 from runtime.clock import utcnow
 from runtime.config import Config
+from runtime.executor import say
 from runtime.registry import TaskEntry
 from runtime.store import Limits, Store, start_time
 
@@ -249,12 +250,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-
-
-def say(message: str) -> None:
-    """One timestamped line in the worker log (the worker's stderr)."""
-    stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S")
-    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
