@@ -104,7 +104,9 @@ def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | No
     )
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None, start: Path | None = None) -> Config:
+def load_config(
+    explicit: str | os.PathLike[str] | None = None, start: Path | None = None
+) -> Config:
     """Find and validate the config, applying `RSX_DATABASE_URL` and `RSX_SERVER_ID`."""
     return parse_config(find_config(start, explicit))
 
