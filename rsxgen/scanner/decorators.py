@@ -20,6 +20,7 @@ TASK = frozenset({"runtime.task", "runtime.decorators.task"})
 SCHEDULE = frozenset({"runtime.schedule", "runtime.decorators.schedule"})
 TASK_ARGUMENTS = ("description", "queue", "timeout")
 SCHEDULE_ARGUMENTS = ("cron",)
+_KINDS = {**dict.fromkeys(TASK, "task"), **dict.fromkeys(SCHEDULE, "schedule")}
 
 
 @dataclass
@@ -94,7 +95,7 @@ class DecoratorGatherer:
         if found is not None:
             self._check(found)
         params = [p.name.value for p in _all_params(node.params)]
-        self._scopes.append(Scope("function", node.name.value, _statements(node.body), params))
+        self._scopes.append(Scope("function", node.name.value, node.body, params))
         self._visit_suite(node.body)
         self._scopes.pop()
 
@@ -109,22 +110,19 @@ class DecoratorGatherer:
                     "RSX012",
                     f"@{kind} decorates class '{node.name.value}'; a task is a module-level def",
                 )
-        self._scopes.append(Scope("class", node.name.value, _statements(node.body)))
+        self._scopes.append(Scope("class", node.name.value, node.body))
         self._visit_suite(node.body)
         self._scopes.pop()
 
     def _kind(self, decorator: cst.Decorator) -> str | None:
         """'task', 'schedule' or None: what the decorator resolves to."""
         expr = decorator.decorator
-        target = expr.func if isinstance(expr, cst.Call) else expr
+        return self._resolve_kind(expr.func if isinstance(expr, cst.Call) else expr)
+
+    def _resolve_kind(self, target: cst.BaseExpression) -> str | None:
         if not isinstance(target, cst.Name | cst.Attribute):
             return None
-        name = self.names.qualified(target, self._top, self._scopes)
-        if name in TASK:
-            return "task"
-        if name in SCHEDULE:
-            return "schedule"
-        return None
+        return _KINDS.get(self.names.qualified(target, self._top, self._scopes) or "")
 
     def _decorators(
         self, node: cst.FunctionDef, decorators: Sequence[cst.Decorator]
@@ -184,58 +182,54 @@ class DecoratorGatherer:
             self._schedule_argument(found, found.schedule)
 
     def _task_arguments(self, found: Decorated, decorator: cst.Decorator) -> None:
-        node = found.function
-        bound = self._bind(decorator, node, "task", TASK_ARGUMENTS)
+        bound = self._bind(decorator, found.function, "task", TASK_ARGUMENTS)
         description = bound.get("description")
         if description is None:
             self.report.error(
                 decorator,
-                node,
+                found.function,
                 "RSX003",
                 '@task needs a description, e.g. @task("Resize uploaded images")',
             )
         else:
-            value = self._literal(description, node, "the description", "a string")
-            if value is not _MISSING:
-                if not isinstance(value, str):
-                    self.report.error(
-                        description,
-                        node,
-                        "RSX003",
-                        f"the description must be a non-empty string, got {code_of(description)}",
-                    )
-                elif not value.strip():
-                    self.report.error(description, node, "RSX003", "the description is empty")
-                else:
-                    found.description = value
-        queue = bound.get("queue")
-        if queue is not None:
-            value = self._literal(queue, node, "the queue", "a string")
-            if value is not _MISSING:
-                if isinstance(value, str):
-                    found.queue, found.queue_node = value, queue
-                else:
-                    self.report.error(
-                        queue,
-                        node,
-                        "RSX002",
-                        f"the queue must be a string literal naming a queue, got {code_of(queue)}",
-                    )
-        timeout = bound.get("timeout")
-        if timeout is not None:
-            value = self._literal(timeout, node, "the timeout", "an integer")
-            if value is _MISSING or value is None:
-                return
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                found.timeout = value
-            else:
-                self.report.error(
-                    timeout,
-                    node,
-                    "RSX004",
-                    "the timeout must be a positive integer number of seconds, "
-                    f"got {code_of(timeout)}",
-                )
+            self._description(found, description)
+        if "queue" in bound:
+            self._queue(found, bound["queue"])
+        if "timeout" in bound:
+            self._timeout(found, bound["timeout"])
+
+    def _description(self, found: Decorated, expr: cst.BaseExpression) -> None:
+        value = self._literal(expr, found.function, "the description", "a string")
+        if value is _MISSING:
+            return
+        if not isinstance(value, str):
+            message = f"the description must be a non-empty string, got {code_of(expr)}"
+            self.report.error(expr, found.function, "RSX003", message)
+        elif not value.strip():
+            self.report.error(expr, found.function, "RSX003", "the description is empty")
+        else:
+            found.description = value
+
+    def _queue(self, found: Decorated, expr: cst.BaseExpression) -> None:
+        value = self._literal(expr, found.function, "the queue", "a string")
+        if isinstance(value, str):
+            found.queue, found.queue_node = value, expr
+        elif value is not _MISSING:
+            message = f"the queue must be a string literal naming a queue, got {code_of(expr)}"
+            self.report.error(expr, found.function, "RSX002", message)
+
+    def _timeout(self, found: Decorated, expr: cst.BaseExpression) -> None:
+        """A positive int; `timeout=None` (the decorator's default) means the config's."""
+        value = self._literal(expr, found.function, "the timeout", "an integer")
+        if value is _MISSING or value is None:
+            return
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            found.timeout = value
+        else:
+            message = (
+                f"the timeout must be a positive integer number of seconds, got {code_of(expr)}"
+            )
+            self.report.error(expr, found.function, "RSX004", message)
 
     def _schedule_argument(self, found: Decorated, decorator: cst.Decorator) -> None:
         node = found.function
@@ -329,12 +323,7 @@ class DecoratorGatherer:
         value = small.value
         if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Call)):
             return
-        target = value.func.func
-        if not isinstance(target, cst.Name | cst.Attribute):
-            return
-        kind = {**dict.fromkeys(TASK, "task"), **dict.fromkeys(SCHEDULE, "schedule")}.get(
-            self.names.qualified(target, self._top, self._scopes) or ""
-        )
+        kind = self._resolve_kind(value.func.func)
         if kind is None:
             return
         where: cst.CSTNode = small
@@ -362,13 +351,3 @@ def _all_params(params: cst.Parameters) -> list[cst.Param]:
     if params.star_kwarg is not None:
         found.append(params.star_kwarg)
     return found
-
-
-def _statements(suite: cst.BaseSuite) -> Sequence[cst.BaseStatement]:
-    if isinstance(suite, cst.IndentedBlock):
-        return suite.body
-    return (
-        [cst.SimpleStatementLine(body=suite.body)]
-        if isinstance(suite, cst.SimpleStatementSuite)
-        else []
-    )

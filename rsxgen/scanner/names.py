@@ -46,15 +46,11 @@ class Scope:
     """
 
     def __init__(
-        self,
-        kind: str,
-        owner: str,
-        statements: Iterable[cst.BaseStatement],
-        params: Iterable[str] = (),
+        self, kind: str, owner: str, body: cst.BaseSuite, params: Iterable[str] = ()
     ) -> None:
         self.kind = kind
         self.owner = owner
-        self._statements = statements
+        self._body = body
         self._params = params
         self._names: dict[str, str | None] | None = None
 
@@ -62,7 +58,7 @@ class Scope:
     def names(self) -> dict[str, str | None]:
         if self._names is None:
             self._names = {name: LOCAL for name in self._params}
-            for name, target in bindings_of(self._statements):
+            for name, target in _suite_bindings(self._body):
                 self._names[name] = target
         return self._names
 
@@ -165,11 +161,15 @@ def _compound_bindings(statement: cst.BaseStatement) -> Iterator[tuple[str, str 
             if item.asname is not None:
                 yield from ((name, LOCAL) for name in _target_names(item.asname.name))
     for suite in suites(statement):
-        if isinstance(suite, cst.SimpleStatementSuite):
-            for small in suite.body:
-                yield from _small_bindings(small)
-        elif isinstance(suite, cst.IndentedBlock):
-            yield from bindings_of(suite.body)
+        yield from _suite_bindings(suite)
+
+
+def _suite_bindings(suite: cst.BaseSuite) -> Iterator[tuple[str, str | None]]:
+    if isinstance(suite, cst.SimpleStatementSuite):
+        for small in suite.body:
+            yield from _small_bindings(small)
+    elif isinstance(suite, cst.IndentedBlock):
+        yield from bindings_of(suite.body)
 
 
 def suites(statement: cst.BaseStatement) -> list[cst.BaseSuite]:

@@ -12,8 +12,10 @@ import json
 import textwrap
 from pathlib import Path
 
+import libcst as cst
 import pytest
 from croniter import croniter  # type: ignore[import-untyped]
+from libcst.metadata import MetadataWrapper, QualifiedNameProvider
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
@@ -22,7 +24,8 @@ from rsxgen.diagnostics import render_all
 from rsxgen.manifest import Manifest
 from rsxgen.scanner import FileScan, positions, scan_file
 from rsxgen.scanner.cron import CronError, check_cron
-from rsxgen.scanner.names import RUNTIME_EXPORTS
+from rsxgen.scanner.decorators import SCHEDULE, TASK
+from rsxgen.scanner.names import RUNTIME_EXPORTS, ModuleNames
 from rsxgen.validate import config_diagnostic, validate
 from runtime.config import parse_config
 from runtime.errors import ConfigError
@@ -231,6 +234,37 @@ def test_lookalike_decorators_are_not_ours(source: str) -> None:
     assert scan.diagnostics == ()
 
 
+@pytest.mark.parametrize("case", [*BAD_CASES, *GOOD_CASES])
+def test_decorators_resolve_as_libcst_qualified_names_do(case: str) -> None:
+    """Where libcst's QualifiedNameProvider finds one name, the scanner agrees on ours or not."""
+    app = BAD / case if (BAD / case).is_dir() else REPO / "fixtures" / case
+    ours = TASK | SCHEDULE
+    compared = 0
+    for file in sorted((app / "services").rglob("*.py")):
+        try:
+            module = cst.parse_module(file.read_bytes())
+        except (cst.ParserSyntaxError, UnicodeDecodeError):
+            continue
+        provider = MetadataWrapper(module, unsafe_skip_copy=True).resolve(QualifiedNameProvider)
+        names = ModuleNames.of(module)
+        for top, statement in enumerate(module.body):
+            if not isinstance(statement, cst.FunctionDef):
+                continue
+            for decorator in statement.decorators:
+                expr = decorator.decorator
+                target = expr.func if isinstance(expr, cst.Call) else expr
+                found = provider.get(target, set())
+                found = found() if callable(found) else found
+                if len(found) > 1:
+                    continue
+                expected = {q.name for q in found} <= ours and bool(found)
+                assert (names.qualified(target, top) in ours) == expected, cst.Module(
+                    []
+                ).code_for_node(decorator)
+                compared += 1
+    assert compared > 0 or case.startswith("rsx014") or case.startswith("rsx015")
+
+
 def test_star_import_binds_what_runtime_exports() -> None:
     assert sorted(RUNTIME_EXPORTS) == sorted(runtime.__all__)
 
@@ -423,6 +457,19 @@ def test_task_facts_as_written() -> None:
         "0 3 * * 7",
         True,
     )
+
+
+def test_timeout_none_means_the_default() -> None:
+    scan = scan_text(
+        """\
+        import runtime.decorators as d
+        from runtime import TaskInstance
+
+        @d.task("Job", timeout=None)
+        def job(task: TaskInstance) -> None: ...
+        """
+    )
+    assert scan.diagnostics == () and scan.tasks[0].timeout is None
 
 
 def test_a_module_without_tasks_yields_none() -> None:
