@@ -87,6 +87,7 @@ def _analyse(
 def _facts(found: Decorated, report: Report, signatures: SignatureGatherer) -> TaskFacts:
     function = found.function
     queue_at = report.at(found.queue_node, function) if found.queue_node is not None else None
+    cron_at = report.at(found.cron_node, function) if found.cron_node is not None else None
     return TaskFacts(
         name=function.name.value,
         description=found.description,
@@ -96,6 +97,7 @@ def _facts(found: Decorated, report: Report, signatures: SignatureGatherer) -> T
         timeout=found.timeout,
         scheduled=found.schedule is not None,
         cron=found.cron,
+        cron_at=cron_at,
         params=signatures.params.get(function.name.value, ()),
     )
 

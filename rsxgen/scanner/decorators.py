@@ -42,6 +42,7 @@ class Decorated:
     queue_node: cst.BaseExpression | None = None
     timeout: int | None = None
     cron: str | None = None
+    cron_node: cst.BaseExpression | None = None
 
 
 class DecoratorGatherer:
@@ -253,7 +254,7 @@ class DecoratorGatherer:
                 f'the cron expression must be a string like "0 3 * * *", got {code_of(cron)}',
             )
             return
-        found.cron = value
+        found.cron, found.cron_node = value, cron
         try:
             check_cron(value)
         except CronError as problem:

@@ -18,8 +18,8 @@ class TaskFacts:
 
     `queue` and `timeout` are None when not given; `queue_at` is where the queue was
     written. `cron` is the expression as written (None when not scheduled, or when it
-    was not a string literal); `scheduled` says whether an `@schedule` is present.
-    `at` is the position of the function's name.
+    was not a string literal) and `cron_at` where; `scheduled` says whether an
+    `@schedule` is present. `at` is the position of the function's name.
     """
 
     name: str
@@ -30,6 +30,7 @@ class TaskFacts:
     timeout: int | None = None
     scheduled: bool = False
     cron: str | None = None
+    cron_at: Position | None = None
     params: tuple[Param, ...] = ()
 
     def to_data(self) -> dict[str, Any]:
@@ -42,6 +43,7 @@ class TaskFacts:
             "timeout": self.timeout,
             "scheduled": self.scheduled,
             "cron": self.cron,
+            "cron_at": list(self.cron_at) if self.cron_at else None,
             "params": [
                 {
                     "name": p.name,
@@ -64,6 +66,7 @@ class TaskFacts:
             timeout=data["timeout"],
             scheduled=data["scheduled"],
             cron=data["cron"],
+            cron_at=_position(data["cron_at"]) if data["cron_at"] else None,
             params=tuple(Param(**param) for param in data["params"]),
         )
 

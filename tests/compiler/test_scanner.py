@@ -451,6 +451,7 @@ def test_task_facts_as_written() -> None:
         7200,
     )
     assert (transcode.at, transcode.queue_at, transcode.scheduled) == ((4, 5), (3, 26), False)
+    assert nightly.cron_at == (6, 11)
     assert (nightly.queue, nightly.timeout, nightly.cron, nightly.scheduled) == (
         None,
         None,
