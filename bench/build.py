@@ -142,8 +142,10 @@ def parse_only(services: Path) -> None:
 
 
 def _timed(command: list[str], cwd: Path) -> tuple[float, str]:
+    # Bytecode caching on, as in an installed project (this sandbox may disable it).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"bench: {' '.join(command)} failed:\n{result.stderr}")
