@@ -49,7 +49,7 @@ metadata = MetaData()
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so BigInteger falls back to Integer there.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 _MYSQL = ("mysql", "mariadb")
-_MYSQL_TABLE = {
+_MYSQL_TABLE: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",

@@ -21,6 +21,7 @@ from runtime.backends import Backend
 
 BUSY_TIMEOUT_S = 30
 _IMMEDIATE = "rsx_begin_immediate"
+_SEEN_VERSION = "rsx_data_version"
 
 
 class SQLiteBackend(Backend):
@@ -60,12 +61,23 @@ class SQLiteBackend(Backend):
                 yield conn
 
     def wait(self, conn: Connection, channel: str, timeout: float) -> None:
-        """Poll `PRAGMA data_version`, which changes when another connection commits."""
+        """Poll `PRAGMA data_version`, which changes when another connection commits.
+
+        The baseline is the version seen when the previous wait on this connection
+        returned, so a commit made between the caller's check and this call ends the wait
+        at once; the first wait on a connection only records it and returns.
+        """
+        seen = conn.info.get(_SEEN_VERSION)
+        current = _data_version(conn)
+        conn.info[_SEEN_VERSION] = current
+        if seen is None or current != seen:
+            return
         deadline = time.monotonic() + timeout
-        start = _data_version(conn)
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            if _data_version(conn) != start:
+            current = _data_version(conn)
+            if current != seen:
+                conn.info[_SEEN_VERSION] = current
                 return
 
 

@@ -91,7 +91,7 @@ def _count_up(config_path: str, lock: str, rounds: int, barrier: Any, spans: Any
     for _ in range(rounds):
         with store.write(lock) as conn:
             entered = time.monotonic()
-            current = conn.execute(select(meta.c.value).where(meta.c.key == "counter")).scalar()
+            current = conn.execute(select(meta.c.value).where(meta.c.key == "counter")).scalar_one()
             time.sleep(0.005)  # widen the window in which an unserialised writer would interleave
             conn.execute(
                 update(meta).where(meta.c.key == "counter").values(value=str(int(current) + 1))
@@ -119,7 +119,7 @@ def test_writes_with_one_lock_name_never_interleave(tmp_path: Path, db_url: str)
         child.join(timeout=60)
         assert child.exitcode == 0
     with store.read() as conn:
-        final = conn.execute(select(meta.c.value).where(meta.c.key == "counter")).scalar()
+        final = conn.execute(select(meta.c.value).where(meta.c.key == "counter")).scalar_one()
     assert int(final) == workers * rounds
     recorded.sort()
     for (_, left_end), (right_start, _) in zip(recorded, recorded[1:], strict=False):
@@ -323,6 +323,19 @@ def test_wait_ignores_other_queues_and_returns_at_its_timeout(tmp_path: Path, db
     store.dispose()
 
 
+def test_a_change_between_a_check_and_the_wait_is_not_missed(tmp_path: Path, db_url: str) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    with store.engine.connect() as conn:
+        store.wait_for_change(conn, "default", 5)  # the first wait on a connection subscribes
+        _add_pending(store, 1)  # lands after the caller's check, before its next wait
+        started = time.monotonic()
+        store.wait_for_change(conn, "default", 5)
+        waited = time.monotonic() - started
+    assert waited < 1.0, f"the wait slept {waited:.1f} s through a change made before it"
+    store.dispose()
+
+
 def test_a_waiter_sees_a_new_task_on_every_backend(tmp_path: Path, db_url: str) -> None:
     """The loop a worker runs (check, then wait) finds a dispatch promptly everywhere."""
     store = Store(write_config(tmp_path, db_url))
@@ -330,20 +343,21 @@ def test_a_waiter_sees_a_new_task_on_every_backend(tmp_path: Path, db_url: str) 
     found: dict[str, float] = {}
 
     def watch() -> None:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         with store.engine.connect() as conn:
             while time.monotonic() < deadline:
                 if store.pending_counts("default"):
                     found["at"] = time.monotonic()
                     return
-                store.wait_for_change(conn, "default", 1.0)
+                store.wait_for_change(conn, "default", 5.0)
 
     thread = threading.Thread(target=watch)
     thread.start()
     _add_pending(store, 1)
     committed = time.monotonic()
-    thread.join(timeout=15)
+    thread.join(timeout=25)
     assert "at" in found
-    assert found["at"] - committed < 0.5
+    # Well under the 5 s wait: the waiter noticed the change rather than timing out.
+    assert found["at"] - committed < 1.0
     store.dispose()
 

@@ -106,7 +106,8 @@ def test_a_worker_whose_sessions_are_killed_finishes_its_task_with_nothing_lost(
     assert kill_sessions(database_url) >= 2
 
     def heartbeat_after_kill() -> bool:
-        return any(from_db(w.heartbeat_at) > killed_at for w in app.registered_workers())
+        beats = [from_db(w.heartbeat_at) for w in app.registered_workers()]
+        return any(beat is not None and beat > killed_at for beat in beats)
 
     wait_until(heartbeat_after_kill, 15, "the supervisor to heartbeat on a new session")
     gate.touch()
