@@ -2,8 +2,9 @@
 
 `build(config)` is the whole flow; the CLI only loads the config and prints the outcome.
 Scans are cached by content (see `rsxgen.cache`); a cold build with many files scans them
-in a process pool. Validation always runs; rendering and writing are skipped when the
-inputs are those of the last build and the files on disk still have its digests.
+in a process pool. When the inputs (config, file contents, compiler code) are those of the
+last successful build and the files on disk still have its digests, nothing is scanned,
+validated or rendered: all three are pure functions of those inputs.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rsxgen import writer
-from rsxgen.cache import CACHE_NAME, BuildCache, output_key, scan_key
+from rsxgen.cache import CACHE_NAME, BuildCache, Summary, output_key, scan_key
 from rsxgen.diagnostics import Diagnostic
-from rsxgen.manifest import Manifest
 from rsxgen.render import render
 from rsxgen.scanner import FileScan, scan_file
 from rsxgen.validate import validate
@@ -52,10 +52,10 @@ class Source:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a build found and did; `diagnostics` is empty on success."""
+    """What a build found and did; `diagnostics` is empty on success, `summary` set."""
 
     diagnostics: tuple[Diagnostic, ...] = ()
-    manifest: Manifest | None = None
+    summary: Summary | None = None
     plan: Plan = field(default_factory=Plan)
     output: str = ""
     seconds: float = 0.0
@@ -66,8 +66,20 @@ def build(config: Config, *, check: bool = False) -> Outcome:
     started = time.perf_counter()
     cache = BuildCache.load(config.storage / CACHE_NAME)
     sources = find_sources(config)
-    scans, keys = scan_all(sources, cache)
+    jobs = read_all(sources)
+    keys = [scan_key(*job) for job in jobs]
     label = _shown(config.services, config.root)
+    output = _shown(config.output, config.root) + "/"
+    key = output_key(config, label, keys)
+    if (
+        key == cache.output_key
+        and cache.summary is not None
+        and writer.matches(config.output, cache.output)
+    ):
+        # The last successful build had exactly these inputs and its output is intact:
+        # scanning, validation and rendering are pure functions of them.
+        return Outcome(summary=cache.summary, output=output, seconds=_since(started))
+    scans = scan_all(jobs, keys, cache)
     manifest, diagnostics = validate(scans, config, label)
     problems = {d for scan in scans for d in scan.diagnostics} | set(diagnostics)
     if problems or manifest is None:
@@ -75,25 +87,17 @@ def build(config: Config, *, check: bool = False) -> Outcome:
             cache.save(set(keys))
         return Outcome(diagnostics=tuple(sorted(problems)))
 
-    key = output_key(config, label, keys)
-    if key == cache.output_key and writer.matches(config.output, cache.output):
-        plan = Plan()
-    else:
-        files = render(manifest)
-        plan = writer.plan(config.output, files)
-        if not check:
-            writer.apply(config.output, files, plan)
-            cache.output_key = key
-            cache.output = {name: writer.digest(text.encode()) for name, text in files.items()}
-            cache.dirty = True
+    summary = Summary.of(manifest)
+    files = render(manifest)
+    plan = writer.plan(config.output, files)
     if not check:
+        writer.apply(config.output, files, plan)
+        cache.output_key = key
+        cache.output = {name: writer.digest(text.encode()) for name, text in files.items()}
+        cache.summary = summary
+        cache.dirty = True
         cache.save(set(keys))
-    return Outcome(
-        manifest=manifest,
-        plan=plan,
-        output=_shown(config.output, config.root) + "/",
-        seconds=time.perf_counter() - started,
-    )
+    return Outcome(summary=summary, plan=plan, output=output, seconds=_since(started))
 
 
 def find_sources(config: Config) -> list[Source]:
@@ -126,22 +130,28 @@ def find_sources(config: Config) -> list[Source]:
     return [*found, _builtin_source()]
 
 
-def scan_all(sources: Sequence[Source], cache: BuildCache) -> tuple[list[FileScan], list[str]]:
-    """The scan of every source, from the cache when its key is there, and the scan keys."""
+def read_all(sources: Sequence[Source]) -> list[tuple[bytes, str, str, str]]:
+    """Each source's bytes with its path, service and module: the input of one scan."""
     jobs: list[tuple[bytes, str, str, str]] = []
     for source in sources:
         try:
             jobs.append((source.file.read_bytes(), source.path, source.service, source.module))
         except OSError as exc:
             raise BuildError(f"cannot read {source.path}: {exc.strerror}") from None
-    keys = [scan_key(*job) for job in jobs]
+    return jobs
+
+
+def scan_all(
+    jobs: Sequence[tuple[bytes, str, str, str]], keys: Sequence[str], cache: BuildCache
+) -> list[FileScan]:
+    """The scan of every job, from the cache when its key is there."""
     todo = [(key, job) for key, job in zip(keys, jobs, strict=True) if key not in cache.scans]
     if todo:
         fresh = parallel_map(_scan_data, [job for _, job in todo])
         for (key, _), data in zip(todo, fresh, strict=True):
             cache.scans[key] = data
         cache.dirty = True
-    return [FileScan.from_data(cache.scans[key]) for key in keys], keys
+    return [FileScan.from_data(cache.scans[key]) for key in keys]
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -172,6 +182,10 @@ def _workers() -> int:
 def _scan_data(job: tuple[bytes, str, str, str]) -> dict[str, Any]:
     """Scan one file (in a pool worker or here) and return the scan as cacheable data."""
     return scan_file(*job).to_data()
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
 
 
 def _builtin_source() -> Source:

@@ -13,10 +13,13 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rsxgen.manifest import Manifest
 
 CACHE_NAME = ".rsxgen-cache.json"
 PACKAGE = Path(__file__).parent
@@ -49,6 +52,19 @@ def output_key(config: object, source_label: str, scan_keys: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Summary:
+    """The counts a successful build reports, kept so a no-change rebuild can report them."""
+
+    tasks: int
+    services: int
+    scheduled: int
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Summary:
+        return cls(len(manifest.tasks), len(manifest.services), len(manifest.scheduled))
+
+
 @dataclass
 class BuildCache:
     """Scan data by key, plus the output key and file digests of the last written output."""
@@ -57,6 +73,7 @@ class BuildCache:
     scans: dict[str, Any] = field(default_factory=dict)
     output_key: str | None = None
     output: dict[str, str] = field(default_factory=dict)
+    summary: Summary | None = None
     dirty: bool = False
 
     @classmethod
@@ -72,7 +89,15 @@ class BuildCache:
         key = data.get("output_key")
         if not isinstance(scans, dict) or not isinstance(output, dict):
             return cls(path)
-        return cls(path, scans, key if isinstance(key, str) else None, output)
+        summary = data.get("summary")
+        counts = (
+            Summary(*summary)
+            if isinstance(summary, list)
+            and len(summary) == 3
+            and all(isinstance(n, int) for n in summary)
+            else None
+        )
+        return cls(path, scans, key if isinstance(key, str) else None, output, counts)
 
     def save(self, used: set[str]) -> None:
         """Write the cache if anything changed, keeping only the scans of this build's files.
@@ -85,6 +110,7 @@ class BuildCache:
             "code": code_digest(),
             "output_key": self.output_key,
             "output": self.output,
+            "summary": None if self.summary is None else list(astuple(self.summary)),
             "scans": {key: self.scans[key] for key in sorted(used) if key in self.scans},
         }
         temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")

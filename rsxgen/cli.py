@@ -92,8 +92,8 @@ def _build(config_arg: str | None, *, check: bool) -> int:
     if outcome.diagnostics:
         sys.stderr.write(render_all(outcome.diagnostics))
         return 1
-    manifest, plan = outcome.manifest, outcome.plan
-    assert manifest is not None
+    summary, plan = outcome.summary, outcome.plan
+    assert summary is not None
     if check:
         if plan.up_to_date:
             print(f"{outcome.output} is up to date")
@@ -106,10 +106,9 @@ def _build(config_arg: str | None, *, check: bool) -> int:
             sys.stderr.write(f"{outcome.output}{name}: stale (no longer generated)\n")
         _error(f"{outcome.output} is out of date; run: {_rerun(config_arg)}")
         return 1
-    tasks, services = len(manifest.tasks), len(manifest.services)
     print(
-        f"built {_count(tasks, 'task')} in {_count(services, 'service')} "
-        f"({len(manifest.scheduled)} scheduled) → {outcome.output} in {outcome.seconds:.2f} s"
+        f"built {_count(summary.tasks, 'task')} in {_count(summary.services, 'service')} "
+        f"({summary.scheduled} scheduled) → {outcome.output} in {outcome.seconds:.2f} s"
     )
     return 0
 

@@ -1,0 +1,166 @@
+"""Scanning one service file: its tasks and every problem that needs no config.
+
+`scan_file` is pure (same bytes and names, same result) so the build can cache it by
+content and run it in a process pool. Nothing from the file is imported or executed.
+
+The file is read with the standard library's `ast` first: that checks that this Python
+can compile it (RSX014 otherwise) and provides the positions of nodes (see
+`positions`). Files that never mention `runtime` cannot declare a task and stop there.
+Otherwise libcst parses it, the decorator gatherer finds the decorated functions and
+checks their arguments, and the signature gatherer checks each task's parameters.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import warnings
+
+import libcst as cst
+
+from rsxgen.diagnostics import Diagnostic
+from rsxgen.scanner.decorators import Decorated, DecoratorGatherer
+from rsxgen.scanner.facts import FileScan, Position, TaskFacts
+from rsxgen.scanner.names import ModuleNames
+from rsxgen.scanner.positions import Positions
+from rsxgen.scanner.report import Report
+from rsxgen.scanner.signatures import SignatureGatherer
+
+
+def scan_file(source: bytes, path: str, service: str, module: str) -> FileScan:
+    """Scan one service file; `path` is relative to the app root (used in diagnostics)."""
+    problem = _bad_name(service, path)
+    if problem is not None:
+        return FileScan(path, service, module, diagnostics=(problem,))
+    try:
+        text = source.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return FileScan(path, service, module, diagnostics=(_not_utf8(source, error, path),))
+    tree = _compile_check(text, path)
+    if isinstance(tree, Diagnostic):
+        return FileScan(path, service, module, diagnostics=(tree,))
+    if "runtime" not in text:
+        return FileScan(path, service, module)
+    try:
+        parsed = cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        line, col = error.raw_line, error.raw_column + 1
+        message = f"the file does not parse: {error.message}"
+        return FileScan(
+            path, service, module, diagnostics=(Diagnostic(path, line, col, "RSX014", message),)
+        )
+    return _analyse(parsed, tree, text, path, service, module)
+
+
+def _analyse(
+    parsed: cst.Module, tree: ast.Module, text: str, path: str, service: str, module: str
+) -> FileScan:
+    names = ModuleNames.of(parsed)
+    report = Report(path, Positions(text, parsed, tree))
+    decorators = DecoratorGatherer(names, report)
+    decorators.gather(parsed)
+    signatures = SignatureGatherer(names, report)
+    tasks: list[TaskFacts] = []
+    defined: dict[str, Position] = {}
+    for found in decorators.decorated:
+        if found.task is None or found.misplaced is not None:
+            continue
+        signatures.gather(found)
+        facts = _facts(found, report, signatures)
+        if facts.name in defined:
+            line, _ = defined[facts.name]
+            report.error(
+                found.function.name,
+                found.function,
+                "RSX013",
+                f"task '{facts.name}' is already defined at line {line} of this file",
+            )
+            continue
+        defined[facts.name] = facts.at
+        tasks.append(facts)
+    _redefinitions(parsed, defined, {found.function for found in decorators.decorated}, report)
+    return FileScan(path, service, module, tuple(tasks), tuple(sorted(report.diagnostics)))
+
+
+def _facts(found: Decorated, report: Report, signatures: SignatureGatherer) -> TaskFacts:
+    function = found.function
+    queue_at = report.at(found.queue_node, function) if found.queue_node is not None else None
+    cron_at = report.at(found.cron_node, function) if found.cron_node is not None else None
+    return TaskFacts(
+        name=function.name.value,
+        description=found.description,
+        at=report.at(function.name, function),
+        queue=found.queue,
+        queue_at=queue_at,
+        timeout=found.timeout,
+        scheduled=found.schedule is not None,
+        cron=found.cron,
+        cron_at=cron_at,
+        params=signatures.params.get(function.name.value, ()),
+    )
+
+
+def _redefinitions(
+    parsed: cst.Module, tasks: dict[str, Position], decorated: set[cst.FunctionDef], report: Report
+) -> None:
+    """A later plain top-level def or class with a task's name replaces the task (RSX013)."""
+    for statement in parsed.body:
+        if not isinstance(statement, cst.FunctionDef | cst.ClassDef) or statement in decorated:
+            continue
+        name = statement.name.value
+        if name in tasks and report.at(statement.name, statement) > tasks[name]:
+            kind = "def" if isinstance(statement, cst.FunctionDef) else "class"
+            report.error(
+                statement.name,
+                statement,
+                "RSX013",
+                f"this {kind} replaces task '{name}' defined at line {tasks[name][0]}",
+            )
+
+
+def _compile_check(text: str, path: str) -> ast.Module | Diagnostic:
+    """The file's `ast`, or RSX014 where this Python's parser stops."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text, filename=path)
+    except (SyntaxError, ValueError) as error:
+        line, col = getattr(error, "lineno", None), getattr(error, "offset", None)
+        if line is None and "\0" in text:
+            at = text.index("\0")
+            line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        message = error.msg if isinstance(error, SyntaxError) else str(error)
+        return Diagnostic(
+            path, line or 1, max(col or 1, 1), "RSX014", f"the file does not parse: {message}"
+        )
+    except (RecursionError, MemoryError):
+        return Diagnostic(path, 1, 1, "RSX014", "the file does not parse: it is nested too deeply")
+
+
+def _not_utf8(source: bytes, error: UnicodeDecodeError, path: str) -> Diagnostic:
+    start = error.start
+    line_start = source.rfind(b"\n", 0, start) + 1
+    line = source.count(b"\n", 0, start) + 1
+    col = len(source[line_start:start].decode("utf-8", "replace")) + 1
+    return Diagnostic(
+        path,
+        line,
+        col,
+        "RSX014",
+        f"the file is not valid UTF-8 (byte 0x{source[start]:02x}); save it as UTF-8",
+    )
+
+
+def _bad_name(service: str, path: str) -> Diagnostic | None:
+    """A file whose dotted service name is not importable cannot be a service (RSX014)."""
+    for part in service.split("."):
+        if not part.isidentifier() or keyword.iskeyword(part):
+            return Diagnostic(
+                path,
+                1,
+                1,
+                "RSX014",
+                f"'{part}' is not a valid Python module name, so service '{service}' "
+                "cannot be imported; rename it with letters, digits and underscores",
+            )
+    return None
