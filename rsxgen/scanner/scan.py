@@ -26,6 +26,9 @@ from rsxgen.scanner.positions import Positions
 from rsxgen.scanner.report import Report
 from rsxgen.scanner.signatures import SignatureGatherer
 
+RESERVED_SERVICE_NAMES = frozenset({"status", "typing", "datetime"})
+"""Top-level names the generated `tasks.py` defines or imports itself."""
+
 
 def scan_file(source: bytes, path: str, service: str, module: str) -> FileScan:
     """Scan one service file; `path` is relative to the app root (used in diagnostics)."""
@@ -163,4 +166,14 @@ def _bad_name(service: str, path: str) -> Diagnostic | None:
                 f"'{part}' is not a valid Python module name, so service '{service}' "
                 "cannot be imported; rename it with letters, digits and underscores",
             )
+    top = service.split(".")[0]
+    if top in RESERVED_SERVICE_NAMES or top.startswith("_"):
+        return Diagnostic(
+            path,
+            1,
+            1,
+            "RSX014",
+            f"service name '{top}' is taken by the generated client "
+            f"(`tasks.{top}` is not a service there); rename the file or folder",
+        )
     return None

@@ -495,6 +495,16 @@ def test_null_byte_is_a_diagnostic() -> None:
     assert [(d.code, d.line, d.col) for d in scan.diagnostics] == [("RSX014", 2, 6)]
 
 
+@pytest.mark.parametrize("service", ["status", "typing", "datetime", "_private", "status.sub"])
+def test_service_names_the_client_needs_are_refused(service: str) -> None:
+    source = b"from runtime import TaskInstance, task\n"
+    path = f"services/{service.replace('.', '/')}.py"
+    scan = scan_file(source, path, service, f"services.{service}")
+    (diagnostic,) = scan.diagnostics
+    assert (diagnostic.code, diagnostic.line, diagnostic.col) == ("RSX014", 1, 1)
+    assert f"service name '{service.split('.')[0]}' is taken" in diagnostic.message
+
+
 def test_a_utf8_bom_is_accepted() -> None:
     source = (
         b"\xef\xbb\xbffrom runtime import TaskInstance, task\n\n"
