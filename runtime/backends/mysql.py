@@ -29,6 +29,7 @@ from runtime.errors import BackendError
 
 DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
+# A lock wait longer than this means a holder is hung; fail in one line rather than hang.
 LOCK_TIMEOUT_S = 60
 # MySQL rejects user lock names longer than this.
 _MAX_LOCK_NAME = 64

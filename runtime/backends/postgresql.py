@@ -29,6 +29,8 @@ from runtime.backends import Backend
 
 DRIVER = "postgresql+psycopg"
 CONNECT_TIMEOUT_S = 10
+# A lock wait longer than this means a holder is hung; fail in one line rather than hang.
+LOCK_TIMEOUT_S = 60
 # PostgreSQL truncates identifiers, channel names included, to 63 bytes.
 _MAX_IDENTIFIER = 63
 _LISTENING = "rsx_listening"
@@ -70,7 +72,11 @@ class PostgreSQLBackend(Backend):
                 f"PostgreSQL is supported through psycopg 3: use {DRIVER}:// "
                 f"(or postgresql://), not {parsed.drivername}://"
             )
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "rsx"}
+        connect_args = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "application_name": "rsx",
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_S * 1000}",
+        }
         return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
     @contextmanager

@@ -202,6 +202,38 @@ def test_a_failed_write_releases_its_lock(tmp_path: Path, db_url: str) -> None:
     other.dispose()
 
 
+@SERVERS
+def test_a_writer_behind_a_hung_lock_holder_fails_in_one_line(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "postgresql" if backend_name(db_url) == "postgresql" else "mysql"
+    monkeypatch.setattr(f"runtime.backends.{module}.LOCK_TIMEOUT_S", 1)
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.write("rsx_queue_video"):
+            holding.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(timeout=10)
+        started = time.monotonic()
+        with pytest.raises(BackendError) as caught:  # dispatch takes the queue's lock
+            _add_pending(store, 1, queue="video")
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        holder.join(timeout=10)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "lock" in message and "timeout" in message.replace("timed out", "timeout")
+    store.dispose()
+
+
 # -- claiming ------------------------------------------------------------------------------
 
 
