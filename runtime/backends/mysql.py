@@ -16,6 +16,7 @@ MySQL 8.0 or MariaDB 10.6.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,6 +66,12 @@ class MySQLBackend(Backend):
                 f"MySQL/MariaDB is supported through PyMySQL: use {DRIVER}:// "
                 f"(or mysql://, mariadb://), not {parsed.drivername}://"
             )
+        try:
+            importlib.import_module("pymysql")
+        except ImportError:
+            raise ArgumentError(
+                "MySQL/MariaDB needs PyMySQL: pip install 'rsxgen[mysql]'"
+            ) from None
         return create_engine(
             parsed,
             pool_pre_ping=True,

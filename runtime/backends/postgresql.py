@@ -3,24 +3,25 @@
 A serialised write takes `pg_advisory_xact_lock` on a stable 64-bit hash of the lock
 name, so it is released with the transaction however it ends (commit, rollback, or the
 session dying with its process). Advisory locks and notification channels are scoped to
-the database, so two apps on one server do not contend.
+the database, so apps in different databases of one server do not contend.
 
 `wait` listens on the connection it is given. The first call on a connection subscribes
 and returns at once, so that a caller looping "check, then wait" re-checks after the
 subscription is in place and cannot miss a NOTIFY sent between its check and its LISTEN;
-later calls block until a notification arrives or the timeout passes. The subscription
-lives as long as the pooled connection, so a caller that checks out a connection per
-wait still blocks on every call after the first.
+later calls block until a notification arrives or the timeout passes. Waiting ends the
+connection's open transaction (notifications reach a session only between transactions).
+The subscription lives as long as the pooled connection, so a caller that checks out a
+connection per wait still blocks on every call after the first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from psycopg import OperationalError
 from sqlalchemy import Connection, Engine, Select, func, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -72,6 +73,12 @@ class PostgreSQLBackend(Backend):
                 f"PostgreSQL is supported through psycopg 3: use {DRIVER}:// "
                 f"(or postgresql://), not {parsed.drivername}://"
             )
+        try:
+            importlib.import_module("psycopg")
+        except ImportError:
+            raise ArgumentError(
+                "PostgreSQL needs psycopg 3: pip install 'rsxgen[postgres]'"
+            ) from None
         connect_args = {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "application_name": "rsx",
@@ -111,6 +118,10 @@ class PostgreSQLBackend(Backend):
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        except OperationalError:
+        except Exception as exc:
+            from psycopg import OperationalError
+
+            if not isinstance(exc, OperationalError):
+                raise
             # The session died while waiting; the caller reconnects on its next use.
             conn.invalidate()

@@ -7,6 +7,8 @@ real databases: a fresh SQLite file, PostgreSQL database or MariaDB database per
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -393,3 +395,29 @@ def test_a_waiter_sees_a_new_task_on_every_backend(tmp_path: Path, db_url: str) 
     assert found["at"] - committed < 1.0
     store.dispose()
 
+
+
+@pytest.mark.parametrize(
+    ("url", "driver", "extra"),
+    [
+        ("postgresql://app:pw@127.0.0.1/tasks", "psycopg", "rsxgen[postgres]"),
+        ("mysql://app:pw@127.0.0.1/tasks", "pymysql", "rsxgen[mysql]"),
+    ],
+)
+def test_a_missing_driver_names_the_extra_to_install(
+    tmp_path: Path, url: str, driver: str, extra: str
+) -> None:
+    config = write_config(tmp_path, url)
+    hide_driver = (
+        f"import sys; sys.modules[{driver!r}] = None; "
+        "from runtime.status import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_driver, "1", "--config", str(config.path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert extra in lines[0]
+    assert ":pw@" not in lines[0]
