@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from runtime.cli import run_command
 from runtime.config import load_config
 from runtime.state import Status, TaskStatus
-from runtime.store import Store
+from runtime.store import Store, task_channel
 
 PROG = "python -m runtime.status"
 BAR_WIDTH = 30
@@ -61,10 +61,15 @@ def progress_bar(value: Any) -> str:
 
 
 class Follower:
-    """Prints a task's new log lines and progress changes until it ends."""
+    """Prints a task's new log lines and progress changes until it ends.
 
-    def __init__(self, store: Store, task_id: int, out: TextIO) -> None:
+    Between reads it waits on the task's channel, which every write a follower shows
+    notifies (PostgreSQL wakes it at once; the other backends poll), at most `wait_s`.
+    """
+
+    def __init__(self, store: Store, task_id: int, out: TextIO, wait_s: float = 1.0) -> None:
         self.store = store
+        self.wait_s = wait_s
         self.task_id = task_id
         self.out = out
         self.tty = out.isatty()
@@ -110,7 +115,7 @@ class Follower:
                         self.out.write("\n")
                     self.out.flush()
                     return status
-                self.store.wait_for_change(conn, f"task_{self.task_id}", 1.0)
+                self.store.wait_for_change(conn, task_channel(self.task_id), self.wait_s)
 
 
 def main(argv: list[str] | None = None) -> int:

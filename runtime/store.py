@@ -52,6 +52,12 @@ def log_line(message: str, now: datetime) -> str:
     return f"[{now.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n"
 
 
+def task_channel(task_id: int) -> str:
+    """The channel notified, in the same transaction, whenever a task's row changes in a way
+    a follower shows (claimed, log or status flushed, finished, marked stuck)."""
+    return f"task_{task_id}"
+
+
 def masked_url(url: str) -> str:
     """The database URL with its password hidden."""
     try:
@@ -417,6 +423,7 @@ class Store:
                 update(workers).where(workers.c.id == worker_id).values(current_task_id=task_id)
             )
             row = conn.execute(select(tasks).where(tasks.c.id == task_id)).one()
+            self.backend.notify(conn, task_channel(task_id))
         return TaskStatus.from_row(row)
 
     # -- a running task's writes --------------------------------------------------------
@@ -444,7 +451,10 @@ class Store:
         if temp_ttl is not None:
             values["temp_ttl_seconds"] = temp_ttl
         with self.write() as conn:
-            return bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
+            changed = bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
+            if changed:
+                self.backend.notify(conn, task_channel(task_id))
+            return changed
 
     @_guarded
     def finish(
@@ -479,6 +489,8 @@ class Store:
             values["status_data"] = dumps(dict(status_data))
         with self.write() as conn:
             done = bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
+            if done:
+                self.backend.notify(conn, task_channel(task_id))
             if worker_id is not None:
                 conn.execute(
                     update(workers).where(workers.c.id == worker_id).values(current_task_id=None)
@@ -503,7 +515,7 @@ class Store:
                 ttl = self.config.temp_directory_default_ttl
             expires = moment + timedelta(seconds=ttl) if row.has_temp_directory else None
             guard = self._running(task_id, pid)
-            return bool(
+            marked = bool(
                 conn.execute(
                     guard.values(
                         status=Status.STUCK.value,
@@ -514,6 +526,9 @@ class Store:
                     )
                 ).rowcount
             )
+            if marked:
+                self.backend.notify(conn, task_channel(task_id))
+            return marked
 
     def _running(self, task_id: int, pid: int | None) -> Any:
         """An UPDATE of the task only while it is running in process `pid`."""
