@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from runtime.clock import utcnow
 from runtime.instance import TaskInstance
 
+if TYPE_CHECKING:
+    from runtime.config import Config
+    from runtime.store import Store
 
-def cleanup_temp_directories(task: TaskInstance) -> dict[str, Any]:
-    """Delete the temp folders of ended tasks whose expiry has passed; how many."""
-    from runtime.api import context
 
-    ctx = context()
-    now = utcnow()
+def delete_expired_temp_directories(config: Config, store: Store, now: datetime) -> int:
+    """Delete this server's expired temp folders of ended tasks and mark them cleaned.
+
+    Only rows whose `server_id` is this server's are touched: their folders are in this
+    server's `storage/`. The processor calls this on every run (one indexed query when
+    nothing has expired), so every server's folders go within a minute of expiring
+    whichever server the hourly task runs on. Returns how many folders were removed.
+    """
     deleted = 0
-    for task_id in ctx.store.expired_temp_directories(now):
-        folder = ctx.config.storage / "tasks" / str(task_id)
+    for task_id in store.expired_temp_directories(now):
+        folder = config.storage / "tasks" / str(task_id)
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
             deleted += 1
-        ctx.store.forget_temp_directory(task_id, now)
+        store.forget_temp_directory(task_id, now)
+    return deleted
+
+
+def cleanup_temp_directories(task: TaskInstance) -> dict[str, Any]:
+    """The built-in task: delete this server's expired temp folders; how many."""
+    from runtime.api import context
+
+    ctx = context()
+    deleted = delete_expired_temp_directories(ctx.config, ctx.store, utcnow())
     task.log(f"Deleted {deleted} expired temp director{'y' if deleted == 1 else 'ies'}")
     return {"deleted": deleted}
 

@@ -1,10 +1,11 @@
 """`python -m runtime.process [--queue NAME] [--config PATH]`: the processor cron runs.
 
-1) marks stuck the running tasks whose worker is gone; 2) lets the scheduler start due
-scheduled tasks; 3) spawns workers for queues with pending tasks, up to the limits;
-4) becomes a worker itself for the queue waiting longest, if under quota; 5) works that
-queue until it is empty, then exits 0. With `--queue` only that queue is spawned for and
-worked. A run with nothing pending loads neither pydantic nor the task registry.
+1) marks stuck the running tasks whose worker is gone, and deletes this server's expired
+temp directories; 2) lets the scheduler start due scheduled tasks; 3) spawns workers for
+queues with pending tasks, up to the limits; 4) becomes a worker itself for the queue
+waiting longest, if under quota; 5) works that queue until it is empty, then exits 0.
+With `--queue` only that queue is spawned for and worked. A run with nothing pending
+loads neither pydantic nor the task registry.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from runtime.cli import UsageError, run_command
 from runtime.clock import utcnow
 from runtime.config import Config, load_config
+from runtime.maintenance import delete_expired_temp_directories
 from runtime.store import Store
 
 PROG = "python -m runtime.process"
@@ -51,6 +53,7 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
     store = Store(config)
     now = now or utcnow()
     store.sweep(now)
+    delete_expired_temp_directories(config, store, now)
     run_scheduler(store, config, now)
 
     pending = store.pending_counts(queue)

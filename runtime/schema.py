@@ -114,6 +114,7 @@ tasks = Table(
     Index("ix__tasks_claim", "queue_name", "status", "id"),
     Index("ix__tasks_status", "status", "server_id"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
+    Index("ix__tasks_temp_expiry", "server_id", "temp_expires_at"),
     **_MYSQL_TABLE,
 )
 

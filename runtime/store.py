@@ -598,25 +598,38 @@ class Store:
 
     @_guarded
     def expired_temp_directories(self, now: datetime) -> list[int]:
-        """Ids of ended tasks whose temp directory has expired."""
+        """Ids of ended tasks of this server whose temp directory has expired.
+
+        A task's folder is in the `storage/` of the server whose worker ran it, which is
+        the row's `server_id` from its claim on, so each server deletes only its own. The
+        query is a range scan of `ix__tasks_temp_expiry`: `temp_expires_at` is set only
+        on ended rows that still have a folder, so it stays cheap on a large table.
+        """
         with self.read() as conn:
             return list(
                 conn.execute(
-                    select(tasks.c.id).where(
-                        tasks.c.has_temp_directory.is_(True),
+                    select(tasks.c.id)
+                    .where(
+                        tasks.c.server_id == self.server_id,
                         tasks.c.temp_expires_at <= to_db(now),
+                        tasks.c.has_temp_directory.is_(True),
                         tasks.c.status.in_(_ENDED),
                     )
+                    .order_by(tasks.c.id)
                 ).scalars()
             )
 
     @_guarded
     def forget_temp_directory(self, task_id: int, now: datetime) -> None:
-        """Record that an ended task's temp directory was deleted."""
+        """Record that an ended task's temp directory on this server was deleted."""
         with self.write() as conn:
             conn.execute(
                 update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status.in_(_ENDED))
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.server_id == self.server_id,
+                    tasks.c.status.in_(_ENDED),
+                )
                 .values(has_temp_directory=False, temp_expires_at=None, updated_at=to_db(now))
             )
 
