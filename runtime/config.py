@@ -206,7 +206,11 @@ def parse_config(path: Path) -> Config:
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise locate.error(f"{prefix}tasks.timezone", f"unknown timezone '{timezone}'") from None
+        raise locate.error(
+            f"{prefix}tasks.timezone",
+            f"'{prefix}tasks.timezone' is not a known timezone: '{timezone}' "
+            "(use an IANA name such as 'Europe/London')",
+        ) from None
 
     root = path.parent
     merged = {**_STR_KEYS, **_INT_KEYS, **values}
