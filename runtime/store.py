@@ -40,6 +40,8 @@ R = TypeVar("R")
 _START_TOLERANCE_S = 0.05
 # How long a reserved worker slot waits for the process it was reserved for to adopt it.
 STARTING_GRACE_S = 30
+# How many times a store call is run again after losing its connection before committing.
+DISCONNECT_RETRIES = 2
 
 
 def dumps(value: Any) -> str:
@@ -99,16 +101,30 @@ def worker_alive(row: Any, now: datetime) -> bool:
 
 
 def _guarded(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn database failures inside a store method into one `BackendError` line."""
+    """Run a store method again when its connection was lost before anything was committed,
+    and turn other database failures into one `BackendError` line.
+
+    A session killed mid-statement (`pg_terminate_backend`, MySQL `KILL`, a failover)
+    leaves its transaction rolled back, so running the whole method again on a fresh
+    connection is safe, whatever it writes; `DISCONNECT_RETRIES` bounds it. A connection
+    lost during the COMMIT itself leaves the outcome unknown and is never retried
+    (`Store.write` reports it): a retried INSERT could dispatch twice, a retried log append
+    write its lines twice.
+    """
 
     @wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         store = args[0]
         assert isinstance(store, Store)
-        try:
-            return method(*args, **kwargs)
-        except SQLAlchemyError as exc:
-            raise store.backend_error(exc) from None
+        for attempt in range(DISCONNECT_RETRIES + 1):
+            try:
+                return method(*args, **kwargs)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == DISCONNECT_RETRIES:
+                    raise store.backend_error(exc) from None
+            except SQLAlchemyError as exc:
+                raise store.backend_error(exc) from None
+        raise AssertionError("unreachable")
 
     return wrapper
 
@@ -170,10 +186,24 @@ class Store:
 
     @contextmanager
     def write(self, lock: str = "rsx_tasks") -> Iterator[Connection]:
-        """A serialised write transaction (see `Backend.write`), tables ensured first."""
+        """A serialised write transaction (see `Backend.write`), tables ensured first.
+
+        A connection lost while committing is a `BackendError` saying the write may or may
+        not have been saved, so that no caller retries it blindly.
+        """
         self.ensure_schema()
-        with self.backend.write(self.engine, lock) as conn:
-            yield conn
+        committing = False
+        try:
+            with self.backend.write(self.engine, lock) as conn:
+                yield conn
+                committing = True
+        except DBAPIError as exc:
+            if committing and exc.connection_invalidated:
+                raise BackendError(
+                    f"{self.backend_error(exc)} (the connection was lost while committing; "
+                    "the change may or may not have been saved)"
+                ) from None
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

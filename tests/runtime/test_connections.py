@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from runtime import BackendError, Task
 from runtime.clock import from_db, utcnow
+from runtime.schema import tasks
 from runtime.store import Store
 from tests.databases import fresh_database
 from tests.runtime.backendhelp import backend_name, write_config
@@ -119,6 +120,75 @@ def test_a_worker_whose_sessions_are_killed_finishes_its_task_with_nothing_lost(
     assert status.result["pid"] == status.worker_pid
     app.wait_idle()
     assert app.registered_workers() == []
+
+
+def _blocked_task_updates(admin: Connection, url: str) -> list[int]:
+    """Sessions of the app's database whose UPDATE of `_tasks` waits for a row lock."""
+    if backend_name(url) == "postgresql":
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE _tasks%'"
+        )
+    else:
+        query = (
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND info LIKE 'UPDATE _tasks%'"
+        )
+    return [int(session) for session in admin.execute(text(query)).scalars()]
+
+
+def _kill(admin: Connection, url: str, session: int) -> None:
+    if backend_name(url) == "postgresql":
+        killed = admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": session})
+        assert killed.scalar() is True
+    else:
+        admin.execute(text(f"KILL {int(session)}"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", SERVERS, indirect=True)
+def test_a_write_whose_session_is_killed_mid_statement_runs_again_and_loses_nothing(
+    app: App, database_url: str
+) -> None:
+    gate = app.root / "gate"
+    task_id = Task.dispatch("demo", "chatter", {"gate": str(gate)})
+    wait_until(
+        lambda: "line 0" in Task.status(task_id).log, 30, "the task to run and flush a line"
+    )
+    engine = create_engine(database_url)
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as holder, admin.connect() as killer:
+            # Hold the task's row so that the executor's next log flush blocks in its UPDATE,
+            # then kill that session while the statement is in flight.
+            holder.execute(
+                select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
+            ).all()
+            blocked = wait_until(
+                lambda: _blocked_task_updates(killer, database_url), 15,
+                "the executor's log flush to wait on the row lock",
+            )
+            assert len(blocked) == 1
+            _kill(killer, database_url, blocked[0])
+            # The flush runs again on a new session, which waits on the lock in its turn.
+            wait_until(
+                lambda: set(_blocked_task_updates(killer, database_url)) - set(blocked), 15,
+                "the flush to run again on a new session",
+            )
+            holder.rollback()
+    finally:
+        engine.dispose()
+        admin.dispose()
+    gate.touch()
+
+    status = app.wait_status(task_id)
+    assert status.status == "completed", status.log
+    assert status.result["pid"] == status.worker_pid  # the same executor throughout
+    count = status.result["lines"]
+    written = [line.split("] ", 1)[1] for line in status.log.splitlines()]
+    assert written == [f"line {n}" for n in range(count)] + [f"done after {count} lines"]
+    assert "could not write" not in app.worker_log("other")
+    app.wait_idle()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -116,3 +116,14 @@ def use_temp(task: TaskInstance, keep: int | None = None) -> str:
         task.set_temp_expiration(keep)
     task.log(f"wrote {folder / 'out.txt'}")
     return str(folder)
+
+
+@task("Log numbered lines until a gate file exists", queue="other")
+def chatter(task: TaskInstance, gate: str, pause: float = 0.02) -> dict[str, Any]:
+    count = 0
+    while not Path(gate).exists() or count < 5:
+        task.log(f"line {count}")
+        count += 1
+        time.sleep(pause)
+    task.log(f"done after {count} lines")
+    return {"lines": count, "pid": os.getpid()}
