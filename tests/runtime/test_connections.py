@@ -192,6 +192,62 @@ def test_a_write_whose_session_is_killed_mid_statement_runs_again_and_loses_noth
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_dispatch_whose_session_is_killed_while_committing_is_not_inserted_twice(
+    tmp_path: Path, db_url: str
+) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    # A deferred trigger that waits for an advisory lock the test holds makes every INSERT
+    # into _tasks hang in its COMMIT, where the test kills it.
+    with admin.connect() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$"
+        ))
+        conn.execute(text(
+            "CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON _tasks "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit()"
+        ))
+    failures: list[BaseException] = []
+
+    def dispatch() -> None:
+        try:
+            store.insert_task(
+                service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+            )
+        except BackendError as exc:
+            failures.append(exc)
+
+    def committing() -> list[int]:
+        return list(killer.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query = 'COMMIT'"
+        )).scalars())
+
+    try:
+        with admin.connect() as holder, admin.connect() as killer:
+            holder.execute(text("SELECT pg_advisory_lock(4242)"))
+            thread = threading.Thread(target=dispatch)
+            thread.start()
+            session = wait_until(committing, 15, "the dispatch to wait in its COMMIT")[0]
+            killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": session})
+            thread.join(timeout=15)
+            # It gave up rather than inserting again (a retry would wait on the lock too).
+            assert not thread.is_alive() and not committing()
+            holder.execute(text("SELECT pg_advisory_unlock(4242)"))
+            count = killer.execute(text("SELECT count(*) FROM _tasks")).scalar()
+    finally:
+        admin.dispose()
+        store.dispose()
+    assert len(failures) == 1
+    message = str(failures[0])
+    assert "lost while committing" in message and "may or may not have been saved" in message
+    assert "\n" not in message
+    assert count == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_waiter_whose_session_is_killed_reconnects_and_is_woken_again(
     tmp_path: Path, db_url: str
 ) -> None:
