@@ -26,22 +26,17 @@ PROG = "python -m runtime.process"
 
 def run_scheduler(store: Store, config: Config, now: datetime) -> None:
     """Let `runtime.scheduler.tick` create upcoming runs and release due ones."""
-    try:
-        from runtime.scheduler import tick
-    except ModuleNotFoundError as exc:
-        if exc.name != "runtime.scheduler":
-            raise
-        return
     from sqlalchemy.exc import SQLAlchemyError
 
     from runtime.registry import load_schedules
+    from runtime.scheduler import tick
 
     schedules = load_schedules(config)
     try:
         result = tick(store.engine, config, schedules, now)
     except SQLAlchemyError as exc:
         raise store.backend_error(exc) from None
-    for error in getattr(result, "errors", ()):
+    for error in result.errors:
         print(f"{PROG}: warning: schedule {error}", file=sys.stderr)
 
 
