@@ -79,6 +79,7 @@ class TaskDef:
     cron: str | None = None
     source: str = ""
     line: int = 0
+    col: int = 0
 
     @property
     def key(self) -> tuple[str, str]:

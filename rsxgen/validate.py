@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Sequence
 
 from rsxgen.diagnostics import Diagnostic
-from rsxgen.manifest import Manifest, ServiceDef, TaskDef
+from rsxgen.manifest import Manifest, ServiceDef, TaskDef, camel
 from rsxgen.scanner import FileScan, TaskFacts
 from runtime.config import Config
 from runtime.errors import ConfigError
@@ -63,7 +63,8 @@ def validate(
                 )
                 continue
             where[(scan.service, facts.name)] = (scan.path, facts.at[0])
-            tasks[facts.name] = _task(facts, scan, config)
+            tasks[facts.name] = _task(facts, scan, config, facts.at[1])
+    diagnostics.extend(_generated_name_clashes(services))
     if diagnostics:
         return None, sorted(set(diagnostics))
     manifest = Manifest(
@@ -84,7 +85,50 @@ def config_diagnostic(error: ConfigError) -> Diagnostic:
     return Diagnostic(error.path or "rsx.toml", error.line or 1, 1, "RSX015", error.message)
 
 
-def _task(facts: TaskFacts, scan: FileScan, config: Config) -> TaskDef:
+def _generated_name_clashes(services: dict[str, dict[str, TaskDef]]) -> list[Diagnostic]:
+    """RSX013 when two tasks, or two service namespaces, would get one generated class name.
+
+    Class names join the dotted and underscored parts in CamelCase, so `a.b_c` and `a_b.c`
+    would both be `ABC...`; the later one in (service, task) order is reported.
+    """
+    found: list[Diagnostic] = []
+    models: dict[str, TaskDef] = {}
+    spaces: dict[str, str] = {}
+    for service in sorted(name for name, tasks in services.items() if tasks):
+        parts = service.split(".")
+        for depth in range(1, len(parts) + 1):
+            path = ".".join(parts[:depth])
+            first = spaces.setdefault(camel(path), path)
+            if first != path:
+                task = services[service][min(services[service])]
+                found.append(
+                    Diagnostic(
+                        task.source,
+                        task.line,
+                        task.col,
+                        "RSX013",
+                        f"service '{path}' and service '{first}' would share the generated "
+                        f"class name of their namespace; rename one of them",
+                    )
+                )
+        for name in sorted(services[service]):
+            task = services[service][name]
+            other = models.setdefault(task.model_name, task)
+            if other is not task:
+                found.append(
+                    Diagnostic(
+                        task.source,
+                        task.line,
+                        task.col,
+                        "RSX013",
+                        f"task '{service}.{name}' and task '{other.service}.{other.name}' "
+                        f"would share the generated name {task.model_name}; rename one of them",
+                    )
+                )
+    return found
+
+
+def _task(facts: TaskFacts, scan: FileScan, config: Config, col: int) -> TaskDef:
     queue = (
         facts.queue if facts.queue is not None else ("scheduled" if facts.scheduled else "default")
     )
@@ -100,6 +144,7 @@ def _task(facts: TaskFacts, scan: FileScan, config: Config) -> TaskDef:
         cron=facts.cron,
         source=scan.path,
         line=facts.at[0],
+        col=col,
     )
 
 

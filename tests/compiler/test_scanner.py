@@ -640,3 +640,43 @@ def test_queue_suggestion_only_when_close(tmp_path: Path) -> None:
         assert diagnostic.message == (
             f"queue '{queue}' is not defined in rsx.toml (defined: default, scheduled, video){hint}"
         )
+
+
+def _app_with(tmp_path: Path, files: dict[str, str]) -> list[str]:
+    """Validate an app made of `files` (path below services/ → source); rendered diagnostics."""
+    (tmp_path / "rsx.toml").write_text("")
+    services = tmp_path / "services"
+    for name, source in files.items():
+        (services / name).parent.mkdir(parents=True, exist_ok=True)
+        (services / name).write_text("from runtime import TaskInstance, task\n\n" + source)
+    config = parse_config(tmp_path / "rsx.toml")
+    _, diagnostics = validate(scan_services(tmp_path, services), config, "services")
+    return [d.render() for d in diagnostics]
+
+
+def test_tasks_whose_generated_names_would_clash_are_rsx013(tmp_path: Path) -> None:
+    rendered = _app_with(
+        tmp_path,
+        {
+            "a.py": "@task('One')\ndef b_c(task: TaskInstance) -> None: ...\n",
+            "a_b.py": "@task('Two')\ndef c(task: TaskInstance) -> None: ...\n",
+        },
+    )
+    assert rendered == [
+        "services/a_b.py:4:5: error[RSX013]: task 'a_b.c' and task 'a.b_c' would share "
+        "the generated name ABCParams; rename one of them"
+    ]
+
+
+def test_service_namespaces_whose_class_names_would_clash_are_rsx013(tmp_path: Path) -> None:
+    rendered = _app_with(
+        tmp_path,
+        {
+            "x/y.py": "@task('One')\ndef one(task: TaskInstance) -> None: ...\n",
+            "x_y.py": "@task('Two')\ndef two(task: TaskInstance) -> None: ...\n",
+        },
+    )
+    assert rendered == [
+        "services/x_y.py:4:5: error[RSX013]: service 'x_y' and service 'x.y' would share "
+        "the generated class name of their namespace; rename one of them"
+    ]
