@@ -1,20 +1,16 @@
 """Helpers for the backend, schema, connection and multi-server tests.
 
 Child-process entry points live here (importable under the `spawn` start method), next to
-small helpers to write an app config and to poll with a deadline.
+a small helper that writes an app config. Polling with a deadline is `helpers.wait_until`.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from runtime.config import Config, parse_config
-
-T = TypeVar("T")
 
 
 def write_config(root: Path, db_url: str, **tasks: Any) -> Config:
@@ -28,18 +24,6 @@ def write_config(root: Path, db_url: str, **tasks: Any) -> Config:
         lines += [f"{name} = {{ max_workers = {count} }}" for name, count in queues.items()]
     (root / "rsx.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return parse_config(root / "rsx.toml")
-
-
-def poll(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.05) -> T:
-    """Call `probe` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def backend_name(url: str) -> str:

@@ -26,7 +26,8 @@ from runtime.config import parse_config
 from runtime.errors import BackendError
 from runtime.schema import meta, tasks
 from runtime.store import Store
-from tests.runtime.backendhelp import backend_name, poll, write_config
+from tests.runtime.backendhelp import backend_name, write_config
+from tests.runtime.helpers import wait_until
 
 SERVERS = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
 POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -167,7 +168,9 @@ def test_a_lock_blocks_only_writers_of_the_same_name(tmp_path: Path, db_url: str
             conn.execute(select(1))
         contender = threading.Thread(target=contend)
         contender.start()
-        poll(lambda: _holders_waiting(store) >= 1, 10, "the second writer to wait for the lock")
+        wait_until(
+            lambda: _holders_waiting(store) >= 1, 10, "the second writer to wait for the lock"
+        )
         assert not entered.is_set()
     finally:
         release.set()

@@ -12,7 +12,8 @@ from runtime.clock import utcnow
 from runtime.state import Status, TaskStatus
 from runtime.status import Follower
 from runtime.store import Limits, Store, start_time
-from tests.runtime.backendhelp import poll, write_config
+from tests.runtime.backendhelp import write_config
+from tests.runtime.helpers import wait_until
 
 # Far longer than any latency asserted below: a follower that sees a write sooner was woken
 # by it, not by its wait running out.
@@ -67,7 +68,7 @@ def test_follow_shows_each_flushed_log_line_well_under_a_second(
             task_id, pid, lines=f"{line}\n", status_data=status or None, now=utcnow()
         )
         flushed = time.monotonic()
-        poll(lambda: line in screen.text, 10, f"the follower to show {line!r}", every=0.005)
+        wait_until(lambda: line in screen.text, 10, f"the follower to show {line!r}", every=0.005)
         return time.monotonic() - flushed
 
     flush_and_time("first line")  # the follower is started and waiting from here on
