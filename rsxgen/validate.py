@@ -102,13 +102,11 @@ def _generated_name_clashes(services: dict[str, dict[str, TaskDef]]) -> list[Dia
             if first != path:
                 task = services[service][min(services[service])]
                 found.append(
-                    Diagnostic(
-                        task.source,
-                        task.line,
-                        task.col,
+                    _at(
+                        task,
                         "RSX013",
                         f"service '{path}' and service '{first}' would share the generated "
-                        f"class name of their namespace; rename one of them",
+                        "class name of their namespace; rename one of them",
                     )
                 )
         for name in sorted(services[service]):
@@ -116,16 +114,19 @@ def _generated_name_clashes(services: dict[str, dict[str, TaskDef]]) -> list[Dia
             other = models.setdefault(task.model_name, task)
             if other is not task:
                 found.append(
-                    Diagnostic(
-                        task.source,
-                        task.line,
-                        task.col,
+                    _at(
+                        task,
                         "RSX013",
                         f"task '{service}.{name}' and task '{other.service}.{other.name}' "
                         f"would share the generated name {task.model_name}; rename one of them",
                     )
                 )
     return found
+
+
+def _at(task: TaskDef, code: str, message: str) -> Diagnostic:
+    """A diagnostic at a task's function name."""
+    return Diagnostic(task.source, task.line, task.col, code, message)
 
 
 def _task(facts: TaskFacts, scan: FileScan, config: Config, col: int) -> TaskDef:
