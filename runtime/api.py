@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runtime.clock import utcnow
@@ -66,7 +66,8 @@ def context() -> Context:
 
 
 class Task:
-    """The runtime's API: `Task.dispatch`, `Task.status`, `Task.redispatch`, `Task.run`."""
+    """The runtime's API: `Task.dispatch`, `Task.dispatch_many`, `Task.status`,
+    `Task.redispatch`, `Task.run`."""
 
     @staticmethod
     def dispatch(service: str, task: str, params: Mapping[str, Any] | None = None) -> int:
@@ -75,30 +76,51 @@ class Task:
         Raises `UnknownTaskError`, `ParamsError` (naming each bad field), `ConfigError` if
         the task's queue is not in the config, `BackendError` if the database fails.
         """
-        from runtime.spawn import spawn_for_pending
+        return Task.dispatch_many(service, task, [params])[0]
+
+    @staticmethod
+    def dispatch_many(
+        service: str, task: str, params: Iterable[Mapping[str, Any] | None]
+    ) -> list[int]:
+        """Queue one task per params mapping, all in one transaction; their ids, in order.
+
+        Every mapping is validated before anything is inserted, so a `ParamsError` (its
+        message says which item) leaves no row behind. Raises like `dispatch`.
+        """
+        from runtime.errors import ParamsError
+        from runtime.spawn import ensure_worker
         from runtime.validation import validate
 
         ctx = context()
         entry = lookup(ctx.tasks, service, task)
-        model = validate(entry, params)
+        batch = list(params)
+        values = []
+        for index, item in enumerate(batch):
+            try:
+                values.append(validate(entry, item).model_dump(mode="json"))
+            except ParamsError as exc:
+                if len(batch) == 1:
+                    raise
+                raise ParamsError(f"item {index}: {exc}") from None
         if ctx.config.queue(entry.queue) is None:
             raise ConfigError(
                 f"queue '{entry.queue}' of task {service}.{task} is not defined in "
                 f"{ctx.config.path.name} (queues: {', '.join(ctx.config.queues)})"
             )
-        task_id = ctx.store.insert_task(
+        ids = ctx.store.insert_tasks(
             service=service,
             task=task,
             queue=entry.queue,
-            params=model.model_dump(mode="json"),
+            params=values,
             timeout=entry.timeout,
             now=utcnow(),
         )
-        try:
-            spawn_for_pending(ctx.config, ctx.store, {entry.queue: 1})
-        except OSError as exc:
-            log.warning("task %s queued, but no worker could be started: %s", task_id, exc)
-        return task_id
+        if ids:
+            try:
+                ensure_worker(ctx.config, ctx.store, entry.queue)
+            except OSError as exc:
+                log.warning("tasks %s queued, but no worker could be started: %s", ids, exc)
+        return ids
 
     @staticmethod
     def status(task_id: int) -> TaskStatus:

@@ -26,3 +26,8 @@ def from_db(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def log_line(message: str, now: datetime) -> str:
+    """One line of a task's log: `[YYYY-MM-DD HH:MM:SS] message` in UTC, with its newline."""
+    return f"[{now.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}] {message}\n"

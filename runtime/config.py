@@ -36,9 +36,15 @@ _INT_KEYS = {
     "cleanup_stuck_after": 1800,
     "temp_directory_default_ttl": 3600,
     "task_retention_days": 30,
+    "worker_idle_seconds": 10,
 }
 _MIN_ONE = {"global_max_workers", "default_timeout", "server_id"}
-_MIN_ZERO = {"cleanup_stuck_after", "temp_directory_default_ttl", "task_retention_days"}
+_MIN_ZERO = {
+    "cleanup_stuck_after",
+    "temp_directory_default_ttl",
+    "task_retention_days",
+    "worker_idle_seconds",
+}
 _DEFAULT_QUEUES = {"default": 1, "scheduled": 1}
 
 
@@ -66,6 +72,7 @@ class Config:
     cleanup_stuck_after: int = 1800
     temp_directory_default_ttl: int = 3600
     task_retention_days: int = 30
+    worker_idle_seconds: int = 10
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
 
     @property
@@ -227,6 +234,7 @@ def parse_config(path: Path) -> Config:
         cleanup_stuck_after=merged["cleanup_stuck_after"],
         temp_directory_default_ttl=merged["temp_directory_default_ttl"],
         task_retention_days=merged["task_retention_days"],
+        worker_idle_seconds=merged["worker_idle_seconds"],
         queues={name: QueueConfig(name, queues[name]) for name in sorted(queues)},
     )
 

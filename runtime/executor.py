@@ -1,18 +1,24 @@
 """The executor: the worker's child process that claims and runs a queue's tasks.
 
 It is forked by the supervisor (`runtime.worker`) once the imports are done, makes its own
-database connections, and tells the supervisor over a pipe which task it runs and with
-what timeout (`start ID TIMEOUT`, `end ID`), and why it stops (`retired` when the queue is
-empty, `stopping` after SIGTERM/SIGINT). A task's log lines and status values reach its row
-through `RowSink`, batched: a task that writes nothing costs two short transactions, the
-claim and the finish.
+database connections, and tells the supervisor over a pipe (`runtime.pipe`) which task it
+runs and with what timeout, and why it stops. A task that writes no log costs one
+transaction: its end is recorded and the next task claimed together
+(`Store.finish(..., claim_next=...)`). A task's log lines and status values reach its row
+through `RowSink`, batched.
+
+When the queue is empty the executor lingers for `worker_idle_seconds`, woken by the
+backend's change signal (LISTEN/NOTIFY on PostgreSQL, `data_version` on SQLite, a short
+poll on MariaDB), so a task dispatched meanwhile starts at once. It gives its slot up
+earlier when a task of another queue needs it (the server's `global_max_workers` is
+reached and that queue has no worker of its own), and on SIGTERM.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -20,15 +26,24 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runtime.clock import utcnow
+from runtime import pipe
+from runtime.clock import log_line, utcnow
 from runtime.config import Config
 from runtime.errors import ParamsError, UnknownTaskError
 from runtime.instance import TaskInstance
-from runtime.registry import TaskEntry
+from runtime.maintenance import task_folder
+from runtime.processes import start_time
+from runtime.registry import TaskEntry, bind
 from runtime.state import Status, TaskStatus
-from runtime.store import Store, dumps, log_line, start_time
+from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
 
 FLUSH_INTERVAL_S = 0.5
+# The longest an idle executor sleeps between looks at its stop flag and its supervisor.
+IDLE_WAIT_S = 0.5
+# How often an idle executor checks whether another queue needs its slot.
+GIVE_WAY_CHECK_S = 0.05
+
+log = logging.getLogger(__name__)
 
 
 class RowSink:
@@ -68,7 +83,7 @@ class RowSink:
         self._wake()
 
     def temp_directory(self) -> Path:
-        path = self.config.storage / "tasks" / str(self.task_id)
+        path = task_folder(self.config, self.task_id)
         path.mkdir(parents=True, exist_ok=True)
         if not self._has_temp:
             self._has_temp = True
@@ -111,7 +126,12 @@ class RowSink:
                 self.task_id, self.pid, lines=lines, status_data=status, now=utcnow()
             )
         except Exception as exc:
-            say(f"task {self.task_id}: could not write its log/status: {exc}")
+            log.warning(
+                "task %s: could not write its log/status: %s",
+                self.task_id,
+                exc,
+                extra={"task_id": self.task_id},
+            )
 
     def close(self) -> tuple[str, dict[str, Any] | None]:
         """Stop the flush thread; return the lines and status not yet written."""
@@ -129,10 +149,10 @@ class Executor:
         self,
         config: Config,
         store: Store,
-        registry: Mapping[tuple[str, str], TaskEntry],
+        registry: Callable[[], Mapping[tuple[str, str], TaskEntry]],
         queue: str,
         worker_id: int,
-        report: Callable[[str], None],
+        report: Callable[[pipe.Message], None],
         supervisor_pid: int,
     ) -> None:
         self.config = config
@@ -143,35 +163,84 @@ class Executor:
         self.report = report
         self.supervisor_pid = supervisor_pid
         self.pid = os.getpid()
-        self.started = start_time(self.pid) or time.time()
+        self.claimer = Claimer(queue, worker_id, self.pid, start_time(self.pid) or time.time())
         self.stopping = False
+        self.context = {"queue": queue, "worker_pid": self.pid}
 
     def request_stop(self, signum: int, _frame: Any) -> None:
         """Signal handler: finish the current task, take no new one."""
         self.stopping = True
 
+    def _orphaned(self) -> bool:
+        """Whether the supervisor is gone (its registration no longer covers us)."""
+        return os.getppid() != self.supervisor_pid
+
     def run(self) -> None:
-        """Claim and run tasks until the queue is empty or a stop is requested."""
+        """Claim and run tasks until the queue stays empty or a stop is requested."""
         stop_signals = {signal.SIGTERM, signal.SIGINT}
         for signum in stop_signals:
             signal.signal(signum, self.request_stop)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-        while not self.stopping:
-            if os.getppid() != self.supervisor_pid:
-                return  # the supervisor is gone; its registration no longer covers us
-            task = self.store.claim_or_retire(
-                self.queue, self.worker_id, self.pid, self.started, utcnow()
-            )
+        task = self.store.claim(self.claimer, utcnow())
+        while True:
             if task is None:
-                self.report("retired")
-                return
-            self.report(f"start {task.id} {task.timeout_seconds}")
-            self.execute(task)
-            self.report(f"end {task.id}")
-        self.report("stopping")
+                if self.stopping or self._orphaned():
+                    break
+                task = self.idle()
+                if task is None:
+                    self.report(pipe.Message(pipe.Kind.RETIRED))
+                    return
+            self.report(pipe.start(task.id, task.timeout_seconds))
+            task = self.execute(task)
+        if not self._orphaned():
+            self.report(pipe.Message(pipe.Kind.STOPPING))
 
-    def execute(self, task: TaskStatus) -> None:
-        """Run one claimed task and record how it ended."""
+    def idle(self) -> TaskStatus | None:
+        """Wait up to `worker_idle_seconds` for a task of the queue; None once the slot is
+        given up (its registration deleted, so a dispatch after that starts a worker)."""
+        deadline = time.monotonic() + self.config.worker_idle_seconds
+        next_check = 0.0
+        channels = [queue_channel(name) for name in self.config.queues]
+        with self.store.read() as conn:
+            for channel in channels:
+                self.store.wait_for_change(conn, channel, 0)
+            while not (self.stopping or self._orphaned()):
+                if self.store.has_claimable(self.queue):
+                    task = self.store.claim(self.claimer, utcnow())
+                    if task is not None:
+                        return task
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if now >= next_check:
+                    next_check = now + GIVE_WAY_CHECK_S
+                    if self.slot_wanted_elsewhere():
+                        log.info(
+                            "worker %s: giving its slot to a waiting queue",
+                            self.pid,
+                            extra=self.context,
+                        )
+                        break
+                wait = min(deadline - now, IDLE_WAIT_S)
+                self.store.wait_for_change(conn, channels[0], wait)
+        self.store.deregister(self.worker_id)
+        return None
+
+    def slot_wanted_elsewhere(self) -> bool:
+        """Whether a task of another queue waits for a worker this server cannot start
+        while this idle one holds a slot of `global_max_workers`."""
+        live = self.store.live_workers(utcnow())
+        if live.total() < self.config.global_max_workers:
+            return False
+        for name, queue in self.config.queues.items():
+            if name == self.queue or live[name] >= queue.max_workers:
+                continue
+            if live[name] == 0 and self.store.has_claimable(name):
+                return True
+        return False
+
+    def execute(self, task: TaskStatus) -> TaskStatus | None:
+        """Run one claimed task, record how it ended and claim the next; the next task."""
         began = time.monotonic()
         sink = RowSink(self.store, self.config, task.id, self.pid)
         status = Status.COMPLETED
@@ -193,41 +262,35 @@ class Executor:
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
         lines, status_data = sink.close()
         ttl = sink.temp_ttl if sink.temp_ttl is not None else self.config.temp_directory_default_ttl
-        recorded = self.store.finish(
-            task.id,
-            self.pid,
-            self.worker_id,
-            status=status,
-            result=result,
-            lines=lines,
-            status_data=status_data,
-            temp_ttl=ttl,
-            now=utcnow(),
+        outcome = Outcome(status, result, lines, status_data, ttl)
+        take_next = not (self.stopping or self._orphaned())
+        recorded, following = self.store.finish(
+            task.id, self.pid, outcome, utcnow(), self.claimer if take_next else None
         )
+        self.report(pipe.end(task.id))
         took = time.monotonic() - began
-        outcome = status.value if recorded else f"{status.value}, but the row was no longer ours"
-        say(f"task {task.id} {task.service_name}.{task.task_name}: {outcome} in {took:.2f} s")
+        how = status.value if recorded else f"{status.value}, but the row was no longer ours"
+        log.info(
+            "task %s %s.%s: %s in %.2f s",
+            task.id,
+            task.service_name,
+            task.task_name,
+            how,
+            took,
+            extra={"task_id": task.id, **self.context},
+        )
+        return following
 
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
         """Resolve the task through the registry, validate its params, call it."""
-        entry = self.registry.get((task.service_name, task.task_name))
+        entry = self.registry().get((task.service_name, task.task_name))
         if entry is None:
             raise UnknownTaskError(
                 f"task {task.service_name}.{task.task_name} is not in the generated registry "
                 "(removed from the code?)"
             )
-        from runtime.validation import validate
-
         try:
-            model = validate(entry, task.params)
+            function, values = bind(entry, task.params)
         except ParamsError as exc:
             raise ParamsError(f"params no longer validate: {exc}") from None
-        values = dict(model)
-        function = entry.load()
         return function(TaskInstance(task.id, values, sink), **values)
-
-
-def say(message: str) -> None:
-    """One timestamped line in the worker log (the worker's stderr)."""
-    stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S")
-    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)

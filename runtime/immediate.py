@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from runtime.config import Config
 from runtime.instance import TaskInstance
-from runtime.registry import TaskEntry, lookup
+from runtime.registry import TaskEntry, bind, lookup
 
 
 class ConsoleSink:
@@ -56,11 +56,7 @@ def prepare(
     out: TextIO | None = None,
 ) -> Callable[[], Any]:
     """Resolve and validate now (raising `UnknownTaskError`/`ParamsError`); run on call."""
-    from runtime.validation import validate
-
-    entry = lookup(registry, service, task)
-    values = dict(validate(entry, params))
-    function = entry.load()
+    function, values = bind(lookup(registry, service, task), params)
 
     def call() -> Any:
         sink = ConsoleSink(config.storage / "tasks", out or sys.stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime.clock import utcnow
@@ -12,6 +13,11 @@ from runtime.instance import TaskInstance
 if TYPE_CHECKING:
     from runtime.config import Config
     from runtime.store import Store
+
+
+def task_folder(config: Config, task_id: int) -> Path:
+    """A queued task's temp directory: `{storage}/tasks/{id}/`."""
+    return config.storage / "tasks" / str(task_id)
 
 
 def delete_expired_temp_directories(config: Config, store: Store, now: datetime) -> int:
@@ -24,7 +30,7 @@ def delete_expired_temp_directories(config: Config, store: Store, now: datetime)
     """
     deleted = 0
     for task_id in store.expired_temp_directories(now):
-        folder = config.storage / "tasks" / str(task_id)
+        folder = task_folder(config, task_id)
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
             deleted += 1
@@ -50,7 +56,7 @@ def cleanup_old_tasks(task: TaskInstance) -> dict[str, Any]:
     cutoff = utcnow() - timedelta(days=ctx.config.task_retention_days)
     ids = ctx.store.delete_finished_before(cutoff)
     for task_id in ids:
-        shutil.rmtree(ctx.config.storage / "tasks" / str(task_id), ignore_errors=True)
+        shutil.rmtree(task_folder(ctx.config, task_id), ignore_errors=True)
     task.log(
         f"Deleted {len(ids)} completed or failed task{'' if len(ids) == 1 else 's'} "
         f"older than {ctx.config.task_retention_days} days"

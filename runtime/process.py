@@ -26,16 +26,10 @@ PROG = "python -m runtime.process"
 
 def run_scheduler(store: Store, config: Config, now: datetime) -> None:
     """Let `runtime.scheduler.tick` create upcoming runs and release due ones."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from runtime.registry import load_schedules
     from runtime.scheduler import tick
 
-    schedules = load_schedules(config)
-    try:
-        result = tick(store.engine, config, schedules, now)
-    except SQLAlchemyError as exc:
-        raise store.backend_error(exc) from None
+    result = tick(store, config, load_schedules(config), now)
     for error in result.errors:
         print(f"{PROG}: warning: schedule {error}", file=sys.stderr)
 
@@ -48,6 +42,7 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
     store = Store(config)
     now = now or utcnow()
     store.sweep(now)
+    store.forget_dead_workers(now)
     delete_expired_temp_directories(config, store, now)
     run_scheduler(store, config, now)
 

@@ -104,3 +104,17 @@ def lookup(tasks: Mapping[tuple[str, str], TaskEntry], service: str, task: str) 
             f"unknown task '{service}.{task}' (tasks of {service}: {', '.join(names)})"
         )
     return entry
+
+
+def bind(
+    entry: TaskEntry, params: Mapping[str, Any] | None
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The task's function and its validated parameters, ready to call (imports pydantic).
+
+    Raises `ParamsError` naming each bad field; the one place where every mode (queued,
+    scheduled, immediate) turns a registry entry and stored params into a call.
+    """
+    from runtime.validation import validate
+
+    values = dict(validate(entry, params))
+    return entry.load(), values

@@ -1,10 +1,10 @@
 """Scheduled tasks: cron slots in the configured timezone, and the processor's tick.
 
-Each schedule owns exactly one *upcoming* row in `_tasks`: `status='pending'`,
-`execution_mode='scheduled'` and `schedule_key = "service.task"` (a UNIQUE column, so a
-schedule can never have two). Workers never claim a row that carries a key. When the row
-falls due, `tick` releases it with one guarded UPDATE that clears the key (only one
-processor can win it) and, in the same transaction, inserts the next upcoming row. The
+Each schedule owns exactly one *upcoming* row in `_tasks`: pending, execution mode
+`scheduled` and `schedule_key = "service.task"` (a UNIQUE column, so a schedule can never
+have two). Workers never claim a row that carries a key. When the row falls due, `tick`
+releases it with one guarded UPDATE that clears the key (only one processor can win it)
+and, in the same transaction, inserts the next upcoming row (`Store.release`). The
 released row is then an ordinary pending task. The cron and timezone a row was computed
 from are kept in its `status_data` (`{"schedule": {...}}`), so a changed cron is noticed
 and moves the row; releasing clears it. See docs/scheduling.md.
@@ -21,20 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.sql import Executable
-
 from runtime.clock import to_db
 from runtime.config import Config
 from runtime.registry import ScheduleEntry
-from runtime.schema import tasks
+from runtime.state import ExecutionMode, Status
+from runtime.store import Store
 
 # How far a wall-clock time and the instant it names can be apart beyond the zone's usual
 # offset: the largest DST shift of any zone in use today is two hours.
 _DST_MARGIN = timedelta(hours=3)
-# Runs of a write transaction the database aborted to break a deadlock.
-_ATTEMPTS = 3
 
 
 def schedule_key(service: str, task: str) -> str:
@@ -138,18 +133,17 @@ class TickResult:
 
 
 def tick(
-    engine: Engine, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
+    store: Store, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
 ) -> TickResult:
     """Bring the upcoming rows in line with `schedules`, then release those due at `now`.
 
     Safe to run from any number of processors at once: every write is guarded by the
-    row's `schedule_key`, and inserting an upcoming row that another processor already
-    inserted fails on the UNIQUE key and is ignored.
+    row's `schedule_key` (see `runtime.store.schedules`).
     """
     if now.tzinfo is None:
         raise ValueError("tick needs a timezone-aware `now`")
     entries = {schedule_key(e.service, e.task): e for e in schedules}
-    run = _Tick(engine, config, entries, now)
+    run = _Tick(store, config, entries, now)
     run.sync()
     run.release_due()
     return run.result()
@@ -159,13 +153,12 @@ class _Tick:
     """The state of one tick: the schedules by key, `now`, and what was done."""
 
     def __init__(
-        self, engine: Engine, config: Config, entries: Mapping[str, ScheduleEntry], now: datetime
+        self, store: Store, config: Config, entries: Mapping[str, ScheduleEntry], now: datetime
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.config = config
         self.entries = entries
         self.now = now
-        self.now_db = to_db(now)
         self.created: list[str] = []
         self.moved: list[str] = []
         self.updated: list[str] = []
@@ -185,26 +178,6 @@ class _Tick:
             errors=tuple(self.errors),
         )
 
-    def write(self, statement: Executable, then: Executable | None = None) -> int:
-        """Run `statement` in its own transaction and return its rowcount; if that is 1,
-        run `then` in the same transaction.
-
-        A transaction the database aborts as a deadlock victim (MySQL/MariaDB errors
-        1213 and 1205, PostgreSQL 40P01 and 40001) is run again, up to three times in
-        all: every statement here is guarded, so running it again is harmless.
-        """
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with self.engine.begin() as conn:
-                    count = conn.execute(statement).rowcount
-                    if then is not None and count == 1:
-                        conn.execute(then)
-                    return count
-            except DBAPIError as exc:
-                if attempt == _ATTEMPTS or not _is_transient(exc):
-                    raise
-        raise AssertionError("unreachable")
-
     def spec(self, entry: ScheduleEntry) -> dict[str, str]:
         """What an upcoming row's slot was computed from."""
         return {"cron": entry.cron, "timezone": self.config.timezone}
@@ -220,46 +193,31 @@ class _Tick:
 
     def upcoming_values(self, entry: ScheduleEntry, slot: datetime) -> dict[str, Any]:
         """The column values of a new upcoming row at `slot`."""
-        at = to_db(slot)
+        at, moment = to_db(slot), to_db(self.now)
         return {
             "server_id": self.config.server_id,
             "service_name": entry.service,
             "task_name": entry.task,
             "queue_name": entry.queue,
-            "execution_mode": "scheduled",
-            "status": "pending",
+            "execution_mode": ExecutionMode.SCHEDULED.value,
+            "status": Status.PENDING.value,
             "params": _json(entry.params),
             "status_data": _json({"schedule": self.spec(entry)}),
             "scheduled_at": at,
             "next_run_at": at,
             "timeout_seconds": entry.timeout,
             "has_temp_directory": False,
-            "created_at": self.now_db,
-            "updated_at": self.now_db,
+            "created_at": moment,
+            "updated_at": moment,
             "schedule_key": schedule_key(entry.service, entry.task),
         }
 
     def sync(self) -> None:
         """Create missing upcoming rows, update changed ones, delete those of removed schedules."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    tasks.c.id,
-                    tasks.c.schedule_key,
-                    tasks.c.queue_name,
-                    tasks.c.timeout_seconds,
-                    tasks.c.params,
-                    tasks.c.status_data,
-                    tasks.c.next_run_at,
-                ).where(tasks.c.schedule_key.is_not(None))
-            ).all()
-        existing = {row.schedule_key: row for row in rows}
-
+        existing = self.store.upcoming_rows()
         gone = sorted(set(existing) - set(self.entries))
         if gone:
-            self.write(
-                delete(tasks).where(tasks.c.schedule_key.in_(gone), tasks.c.status == "pending")
-            )
+            self.store.delete_upcoming(gone)
             self.removed.extend(gone)
 
         for key in sorted(self.entries):
@@ -295,15 +253,7 @@ class _Tick:
                 )
             if not changes:
                 continue
-            self.write(
-                update(tasks)
-                .where(
-                    tasks.c.id == row.id,
-                    tasks.c.schedule_key == key,
-                    tasks.c.status == "pending",
-                )
-                .values(updated_at=self.now_db, **changes)
-            )
+            self.store.update_upcoming(row.id, key, {"updated_at": to_db(self.now), **changes})
             (self.moved if moved else self.updated).append(key)
 
     def create(self, key: str, entry: ScheduleEntry) -> None:
@@ -311,116 +261,25 @@ class _Tick:
         slot = self.slot(key)
         if slot is None:
             return
-        try:
-            self.write(insert(tasks).values(**self.upcoming_values(entry, slot)))
-        except IntegrityError:
-            return  # another processor inserted it first
-        self.created.append(key)
+        if self.store.insert_upcoming(self.upcoming_values(entry, slot)):
+            self.created.append(key)
 
     def release_due(self) -> None:
         """Start every upcoming run whose `next_run_at` has come, or debounce it."""
-        with self.engine.connect() as conn:
-            due = conn.execute(
-                select(
-                    tasks.c.id,
-                    tasks.c.schedule_key,
-                    tasks.c.service_name,
-                    tasks.c.task_name,
-                    tasks.c.queue_name,
-                )
-                .where(
-                    tasks.c.schedule_key.is_not(None),
-                    tasks.c.status == "pending",
-                    tasks.c.next_run_at <= self.now_db,
-                )
-                .order_by(tasks.c.next_run_at, tasks.c.id)
-            ).all()
-        for row in due:
+        for row in self.store.due_upcoming(self.now):
             key = row.schedule_key
             if key not in self.entries:
                 continue
-            if self.busy(row.service_name, row.task_name):
-                self.debounce(row.id, key)
-            else:
-                self.release(row.id, key, row.queue_name)
-
-    def busy(self, service: str, task: str) -> bool:
-        """Whether an earlier run of the task is running, or released and still waiting."""
-        with self.engine.connect() as conn:
-            found = conn.execute(
-                select(tasks.c.id)
-                .where(
-                    tasks.c.service_name == service,
-                    tasks.c.task_name == task,
-                    tasks.c.schedule_key.is_(None),
-                    or_(
-                        tasks.c.status == "running",
-                        and_(tasks.c.status == "pending", tasks.c.execution_mode == "scheduled"),
-                    ),
-                )
-                .limit(1)
-            ).first()
-        return found is not None
-
-    def debounce(self, row_id: int, key: str) -> None:
-        """Skip the due slot: move the upcoming row to the next slot after now."""
-        slot = self.slot(key)
-        if slot is None:
-            return
-        moved = self.write(
-            update(tasks)
-            .where(
-                tasks.c.id == row_id,
-                tasks.c.schedule_key == key,
-                tasks.c.status == "pending",
-                tasks.c.next_run_at <= self.now_db,
-            )
-            .values(next_run_at=to_db(slot), scheduled_at=to_db(slot), updated_at=self.now_db)
-        )
-        if moved == 1:
-            self.skipped.append(key)
-
-    def release(self, row_id: int, key: str, queue_name: str) -> None:
-        """Turn the due row into an ordinary pending task and insert the next upcoming row.
-
-        The guarded UPDATE is the exactly-once point: only the processor whose UPDATE
-        changes the row (rowcount 1) goes on; the others find the key already cleared.
-        """
-        entry = self.entries[key]
-        slot = self.slot(key)
-        if slot is None:
-            return
-        try:
-            won = self.write(
-                update(tasks)
-                .where(
-                    tasks.c.id == row_id,
-                    tasks.c.schedule_key == key,
-                    tasks.c.status == "pending",
-                    tasks.c.next_run_at <= self.now_db,
-                )
-                .values(
-                    schedule_key=None,
-                    status_data=None,
-                    server_id=self.config.server_id,
-                    updated_at=self.now_db,
-                ),
-                then=insert(tasks).values(**self.upcoming_values(entry, slot)),
-            )
-        except IntegrityError:
-            return  # rolled back: the row stays upcoming and the next tick tries again
-        if won != 1:
-            return
-        self.released.append(ReleasedRun(key, row_id, queue_name))
-
-
-def _is_transient(exc: DBAPIError) -> bool:
-    """Whether the database aborted the transaction only to break a deadlock or lock wait."""
-    original = exc.orig
-    if getattr(original, "sqlstate", None) in ("40P01", "40001"):
-        return True
-    args: tuple[Any, ...] = getattr(original, "args", ())
-    return bool(args) and args[0] in (1205, 1213)
+            slot = self.slot(key)
+            if slot is None:
+                continue
+            if self.store.run_in_progress(row.service_name, row.task_name):
+                if self.store.postpone(row.id, key, self.now, slot):
+                    self.skipped.append(key)
+            elif self.store.release(
+                row.id, key, self.now, self.upcoming_values(self.entries[key], slot)
+            ):
+                self.released.append(ReleasedRun(key, row.id, row.queue_name))
 
 
 def _json(value: Mapping[str, Any]) -> str:

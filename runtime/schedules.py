@@ -16,15 +16,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-
 from runtime.cli import run_command
 from runtime.clock import from_db, utcnow
 from runtime.config import Config, load_config
 from runtime.registry import ScheduleEntry, load_schedules
 from runtime.scheduler import next_slot, schedule_key
-from runtime.schema import tasks
 from runtime.store import Store
 
 PROG = "python -m runtime.schedules"
@@ -85,62 +81,38 @@ def collect(
     store: Store, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
 ) -> tuple[list[ScheduleView], list[str]]:
     """The view of every schedule, and the keys of upcoming rows whose schedule is gone."""
-    try:
-        return _collect(store, config, schedules, now)
-    except SQLAlchemyError as exc:
-        raise store.backend_error(exc) from None
-
-
-def _collect(
-    store: Store, config: Config, schedules: Sequence[ScheduleEntry], now: datetime
-) -> tuple[list[ScheduleView], list[str]]:
-    with store.read() as conn:
-        upcoming = {
-            row.schedule_key: row
-            for row in conn.execute(
-                select(tasks.c.schedule_key, tasks.c.id, tasks.c.next_run_at).where(
-                    tasks.c.schedule_key.is_not(None)
-                )
+    ordered = sorted(schedules, key=lambda e: (e.service, e.task))
+    upcoming = store.upcoming_rows()
+    last_runs = store.last_runs([(e.service, e.task) for e in ordered])
+    views = []
+    for entry in ordered:
+        key = schedule_key(entry.service, entry.task)
+        last = last_runs.get((entry.service, entry.task))
+        row = upcoming.get(key)
+        error = None
+        if row is not None:
+            next_run_at = from_db(row.next_run_at)
+        else:
+            try:
+                next_run_at = next_slot(entry.cron, config.timezone, now)
+            except ValueError as exc:
+                next_run_at, error = None, str(exc)
+        views.append(
+            ScheduleView(
+                key=key,
+                cron=entry.cron,
+                queue=entry.queue,
+                timezone=config.timezone,
+                next_run_at=next_run_at,
+                upcoming_id=None if row is None else row.id,
+                last_run=None
+                if last is None
+                else LastRun(
+                    last.id, last.status, from_db(last.started_at), from_db(last.completed_at)
+                ),
+                error=error,
             )
-        }
-        views = []
-        for entry in sorted(schedules, key=lambda e: (e.service, e.task)):
-            key = schedule_key(entry.service, entry.task)
-            last = conn.execute(
-                select(tasks.c.id, tasks.c.status, tasks.c.started_at, tasks.c.completed_at)
-                .where(
-                    tasks.c.service_name == entry.service,
-                    tasks.c.task_name == entry.task,
-                    tasks.c.schedule_key.is_(None),
-                )
-                .order_by(tasks.c.id.desc())
-                .limit(1)
-            ).first()
-            row = upcoming.get(key)
-            error = None
-            if row is not None:
-                next_run_at = from_db(row.next_run_at)
-            else:
-                try:
-                    next_run_at = next_slot(entry.cron, config.timezone, now)
-                except ValueError as exc:
-                    next_run_at, error = None, str(exc)
-            views.append(
-                ScheduleView(
-                    key=key,
-                    cron=entry.cron,
-                    queue=entry.queue,
-                    timezone=config.timezone,
-                    next_run_at=next_run_at,
-                    upcoming_id=None if row is None else row.id,
-                    last_run=None
-                    if last is None
-                    else LastRun(
-                        last.id, last.status, from_db(last.started_at), from_db(last.completed_at)
-                    ),
-                    error=error,
-                )
-            )
+        )
     known = {view.key for view in views}
     return views, sorted(set(upcoming) - known)
 

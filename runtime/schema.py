@@ -9,6 +9,12 @@
   single-precision FLOAT cannot hold an epoch timestamp to the second.
 - `temp_ttl_seconds`: the task's `set_temp_expiration` value, kept so that a task marked
   stuck after calling it still gets that expiry (NULL: `temp_directory_default_ttl`).
+- `worker_id`: the `_workers` row of the worker that claimed the task, whose heartbeat
+  tells other servers whether the task is still being run.
+
+`ix__tasks_claim` covers pending rows only on SQLite and PostgreSQL (a partial index), so
+a claim stays one short index probe however many ended rows the table keeps; MySQL has no
+partial indexes and gets the full (queue_name, status, id) index.
 - `description` is not stored; it lives in the generated registry.
 
 `_workers` has one row per live worker process; `_meta` records the schema version.
@@ -29,6 +35,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Double,
     Index,
@@ -38,9 +45,13 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    and_,
+    literal_column,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
+
+from runtime.state import Status
 
 SCHEMA_VERSION = 1
 
@@ -111,7 +122,15 @@ tasks = Table(
     Column("schedule_key", String(191), nullable=True, unique=True),
     Column("worker_started", Double, nullable=True),
     Column("temp_ttl_seconds", Integer, nullable=True),
-    Index("ix__tasks_claim", "queue_name", "status", "id"),
+    Column("worker_id", BigInteger, nullable=True),
+    Index(
+        "ix__tasks_claim",
+        "queue_name",
+        "status",
+        "id",
+        sqlite_where=literal_column("status = 'pending'"),
+        postgresql_where=literal_column("status = 'pending'"),
+    ),
     Index("ix__tasks_status", "status", "server_id"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
     Index("ix__tasks_temp_expiry", "server_id", "temp_expires_at"),
@@ -128,7 +147,6 @@ workers = Table(
     Column("queue_name", String(100), nullable=False),
     Column("heartbeat_at", Timestamp(), nullable=False),
     Column("created_at", Timestamp(), nullable=False),
-    Column("current_task_id", BigInteger, nullable=True),
     Index("ix__workers_server_queue", "server_id", "queue_name"),
     **_MYSQL_TABLE,
 )
@@ -140,3 +158,17 @@ meta = Table(
     Column("value", String(255), nullable=False),
     **_MYSQL_TABLE,
 )
+
+
+def status_is(status: Status) -> ColumnElement[bool]:
+    """`status = '<value>'` with the value written into the SQL, so that the planner can use
+    the partial index of pending rows (a bound parameter cannot prove the index applies)."""
+    return tasks.c.status == literal_column(f"'{status.value}'")
+
+
+def claimable(queue: str | None = None) -> ColumnElement[bool]:
+    """The condition of a task a worker may take: pending, not a schedule's upcoming row."""
+    condition = and_(status_is(Status.PENDING), tasks.c.schedule_key.is_(None))
+    if queue is not None:
+        condition = and_(tasks.c.queue_name == queue, condition)
+    return condition

@@ -72,3 +72,25 @@ def spawn_for_pending(config: Config, store: Store, pending: Mapping[str, int]) 
             live[queue] += 1
             started += 1
     return started
+
+
+def ensure_worker(config: Config, store: Store, queue: str) -> int:
+    """After a dispatch to `queue` has committed: start a worker if the task would
+    otherwise wait; how many were started.
+
+    A live worker of the queue (running or idle) claims the task itself, so the common
+    case costs one read and no write. That read comes after the dispatch's commit, which
+    closes the race with a worker giving up its slot: either the read still sees the
+    worker, whose hand-off after deregistering then sees the task, or it sees the slot
+    free and starts one. A second worker is started only while the queue has more tasks
+    waiting than workers, up to `max_workers`.
+    """
+    limits = config.queue(queue)
+    if limits is None:
+        return 0
+    live = store.live_workers(utcnow(), queue)[queue]
+    if live >= limits.max_workers:
+        return 0
+    if live > 0 and store.claimable_count(queue, live + 1) <= live:
+        return 0
+    return spawn_for_pending(config, store, {queue: 1})

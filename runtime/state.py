@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import SimpleNamespace
 from typing import Any
 
 from runtime.clock import from_db
@@ -25,6 +26,18 @@ class Status(StrEnum):
     def finished(self) -> bool:
         """Whether the task has ended (it will not change state on its own any more)."""
         return self in (Status.COMPLETED, Status.FAILED, Status.STUCK)
+
+    @classmethod
+    def ended_values(cls) -> tuple[str, ...]:
+        """The values of every ended status, for `status IN (...)`."""
+        return tuple(status.value for status in cls if status.finished)
+
+
+class ExecutionMode(StrEnum):
+    """How a task row came to be: dispatched (`queued`) or started by its schedule."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
 
 
 def loads(text: str | None, default: Any = None) -> Any:
@@ -47,7 +60,7 @@ class TaskStatus:
     service_name: str
     task_name: str
     queue_name: str
-    execution_mode: str
+    execution_mode: ExecutionMode
     params: Mapping[str, Any] = field(default_factory=dict)
     status_data: Mapping[str, Any] = field(default_factory=dict)
     log: str = ""
@@ -62,14 +75,17 @@ class TaskStatus:
 
     @classmethod
     def from_row(cls, row: Any) -> TaskStatus:
-        """Build from a `_tasks` row (a SQLAlchemy Row or any object with its columns)."""
+        """Build from a `_tasks` row: a SQLAlchemy Row, a mapping of its columns, or any
+        object with its columns as attributes."""
+        if isinstance(row, Mapping):
+            return cls.from_row(SimpleNamespace(**row))
         return cls(
             id=int(row.id),
             status=Status(row.status),
             service_name=row.service_name,
             task_name=row.task_name,
             queue_name=row.queue_name,
-            execution_mode=row.execution_mode,
+            execution_mode=ExecutionMode(row.execution_mode),
             params=loads(row.params, {}),
             status_data=loads(row.status_data, {}) or {},
             log=row.status_log or "",
@@ -99,7 +115,7 @@ class TaskStatus:
             value = getattr(self, name)
             if isinstance(value, datetime):
                 value = value.isoformat()
-            elif isinstance(value, Status):
+            elif isinstance(value, StrEnum):
                 value = value.value
             elif isinstance(value, Mapping):
                 value = dict(value)

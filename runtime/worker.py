@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import os
 import select
 import signal
@@ -30,15 +31,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runtime import pipe
 from runtime.clock import utcnow
 from runtime.config import Config
-from runtime.executor import say
+from runtime.processes import start_time
 from runtime.registry import TaskEntry
-from runtime.store import Limits, Store, start_time
+from runtime.store import Limits, Store
 
 HEARTBEAT_INTERVAL_S = 2.0
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,7 +76,7 @@ class Supervisor:
         self.store = store
         self.queue = queue
         self.worker_id = worker_id
-        self.registry: Mapping[tuple[str, str], TaskEntry] = {}
+        self.registry: Mapping[tuple[str, str], TaskEntry] | None = None
         self.child: int | None = None
         self.pipe: int | None = None
         self.buffer = b""
@@ -82,15 +86,21 @@ class Supervisor:
         self.failed = False
         self.next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL_S
 
-    def serve(self) -> int:
-        """Work the queue until it is empty or a stop is requested; the exit status."""
+    def tasks(self) -> Mapping[tuple[str, str], TaskEntry]:
+        """The generated registry, loaded on first use (in the executor: after its first
+        claim, so that importing pydantic does not delay the first task's start)."""
         from runtime.registry import load_tasks
 
+        if self.registry is None:
+            self.registry = load_tasks(self.config)
+        return self.registry
+
+    def serve(self) -> int:
+        """Work the queue until it is empty or a stop is requested; the exit status."""
         for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
-        say(f"worker {os.getpid()} for queue {self.queue} started")
+        self.say(f"worker {os.getpid()} for queue {self.queue} started")
         try:
-            self.registry = load_tasks(self.config)
             while not (self.stopping or self.retired or self.failed):
                 if self.child is None:
                     self._fork()
@@ -101,11 +111,16 @@ class Supervisor:
             if not self.retired:
                 self.store.deregister(self.worker_id)
         if self.retired:
-            say(f"worker {os.getpid()}: queue {self.queue} is empty, exiting")
+            self.say(f"worker {os.getpid()}: queue {self.queue} is empty, exiting")
             self._hand_off()
         else:
-            say(f"worker {os.getpid()}: stopped")
+            self.say(f"worker {os.getpid()}: stopped")
         return 1 if self.failed else 0
+
+    def say(self, message: str, *args: Any, task_id: int | None = None) -> None:
+        """One line in the worker log, with the worker's queue and pid as fields."""
+        extra = {"queue": self.queue, "worker_pid": os.getpid(), "task_id": task_id}
+        log.info(message, *args, extra=extra)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.stopping = True
@@ -134,15 +149,15 @@ class Supervisor:
                 _die_with_parent()
                 self.store.dispose(close=False)
 
-                def report(message: str) -> None:
-                    os.write(write_end, f"{message}\n".encode())
+                def report(message: pipe.Message) -> None:
+                    os.write(write_end, message.encode())
 
                 Executor(
-                    self.config, self.store, self.registry, self.queue, self.worker_id,
+                    self.config, self.store, self.tasks, self.queue, self.worker_id,
                     report, supervisor,
                 ).run()
             except BaseException as exc:  # noqa: BLE001 - the child must never unwind into us
-                say(f"executor {os.getpid()} failed: {type(exc).__name__}: {exc}")
+                self.say(f"executor {os.getpid()} failed: {type(exc).__name__}: {exc}")
                 code = 1
             finally:
                 sys.stdout.flush()
@@ -171,27 +186,27 @@ class Supervisor:
             self.buffer += data
             while b"\n" in self.buffer:
                 line, self.buffer = self.buffer.split(b"\n", 1)
-                self._message(line.decode())
+                self._message(pipe.Message.decode(line))
         now = time.monotonic()
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_INTERVAL_S
             try:
                 self.store.heartbeat(self.worker_id, utcnow())
             except Exception as exc:
-                say(f"worker {os.getpid()}: heartbeat failed: {exc}")
+                self.say(f"worker {os.getpid()}: heartbeat failed: {exc}")
         if self.running is not None and now >= self.running.deadline:
             self._time_out()
 
-    def _message(self, line: str) -> None:
-        words = line.split()
-        if words[:1] == ["start"]:
-            timeout = int(words[2])
-            self.running = _Running(int(words[1]), timeout, time.monotonic() + timeout)
-        elif words[:1] == ["end"]:
+    def _message(self, message: pipe.Message) -> None:
+        if message.kind is pipe.Kind.START:
+            assert message.task_id is not None and message.timeout is not None
+            timeout = message.timeout
+            self.running = _Running(message.task_id, timeout, time.monotonic() + timeout)
+        elif message.kind is pipe.Kind.END:
             self.running = None
-        elif words == ["retired"]:
+        elif message.kind is pipe.Kind.RETIRED:
             self.retired = True
-        elif words == ["stopping"]:
+        elif message.kind is pipe.Kind.STOPPING:
             self.stopping = True
 
     def _time_out(self) -> None:
@@ -204,7 +219,10 @@ class Supervisor:
             f"Task exceeded its timeout of {running.timeout} s and was killed; marked stuck"
         )
         self.store.mark_stuck(running.task_id, child, reason, utcnow())
-        say(f"task {running.task_id}: exceeded its timeout of {running.timeout} s; marked stuck")
+        self.say(
+            f"task {running.task_id}: exceeded its timeout of {running.timeout} s; marked stuck",
+            task_id=running.task_id,
+        )
 
     def _reap(self, expected: bool = False) -> None:
         """Collect the exited executor; a task it left running is marked stuck."""
@@ -220,9 +238,12 @@ class Supervisor:
         if running is not None:
             reason = f"Worker process {child} died while running the task ({how}); marked stuck"
             self.store.mark_stuck(running.task_id, child, reason, utcnow())
-            say(f"task {running.task_id}: executor {child} died ({how}); marked stuck")
+            self.say(
+                f"task {running.task_id}: executor {child} died ({how}); marked stuck",
+                task_id=running.task_id,
+            )
         elif not (self.retired or self.stopping):
-            say(f"worker {os.getpid()}: executor {child} exited unexpectedly ({how})")
+            self.say(f"worker {os.getpid()}: executor {child} exited unexpectedly ({how})")
             self.failed = True
 
     def _hand_off(self) -> None:
@@ -234,7 +255,7 @@ class Supervisor:
             order = sorted(pending, key=lambda q: pending[q][1])
             spawn_for_pending(self.config, self.store, {q: pending[q][0] for q in order})
         except Exception as exc:
-            say(f"worker {os.getpid()}: could not start workers for waiting queues: {exc}")
+            self.say(f"worker {os.getpid()}: could not start workers for waiting queues: {exc}")
 
 
 def _describe_exit(status: int) -> str:
@@ -256,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m runtime.worker --queue Q [--config PATH]`."""
     from runtime.cli import run_command
     from runtime.config import load_config
+    from runtime.logs import configure
 
     parser = argparse.ArgumentParser(prog="python -m runtime.worker")
     parser.add_argument("--queue", required=True)
@@ -265,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         config = load_config(args.config)
+        configure()
         if config.queue(args.queue) is None:
             from runtime.cli import UsageError
 
@@ -277,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         if worker_id is None:
             worker_id = register(config, store, args.queue)
         if worker_id is None:
-            say(f"worker {os.getpid()}: queue {args.queue} has no free worker slot, exiting")
+            log.info(
+                "worker %s: queue %s has no free worker slot, exiting", os.getpid(), args.queue
+            )
             return 0
         from runtime.api import use_config
 

@@ -1,4 +1,4 @@
-"""MySQL and MariaDB through PyMySQL: `GET_LOCK`, `FOR UPDATE SKIP LOCKED`, READ COMMITTED.
+"""MySQL and MariaDB through PyMySQL: `GET_LOCK`, `FOR UPDATE`, READ COMMITTED.
 
 `GET_LOCK` belongs to the session, not the transaction: a lock taken for a write is
 released in `finally` whatever the transaction did, and a connection whose release fails
@@ -9,24 +9,29 @@ allows.
 
 Every connection runs at READ COMMITTED, so a claimer sees rows committed after its
 transaction began (InnoDB's default REPEATABLE READ would show it a stale snapshot), and
-InnoDB takes no gap locks that could deadlock racing inserts. `SKIP LOCKED` needs
-MySQL 8.0 or MariaDB 10.6.
+InnoDB takes no gap locks that could deadlock racing inserts.
+
+A claim reads the oldest pending row with a plain `FOR UPDATE`: a row still being inserted
+or claimed by another transaction is waited for, not skipped, so tasks start in id order
+even when dispatches commit out of order. MariaDB has no `UPDATE ... RETURNING`, so the
+claim is that locking SELECT and an UPDATE of the row it returned.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, text
+from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from runtime.backends import Backend
+from runtime.backends import Backend, Failure
 from runtime.errors import BackendError
+from runtime.schema import tasks
 
 DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
@@ -34,6 +39,16 @@ CONNECT_TIMEOUT_S = 10
 LOCK_TIMEOUT_S = 60
 # MySQL rejects user lock names longer than this.
 _MAX_LOCK_NAME = 64
+_FAILURES: dict[object, Failure] = {
+    1213: Failure.DEADLOCK,
+    1205: Failure.LOCK_TIMEOUT,
+    1062: Failure.DUPLICATE_KEY,
+    1053: Failure.DISCONNECT,
+    1927: Failure.DISCONNECT,
+    2006: Failure.DISCONNECT,
+    2013: Failure.DISCONNECT,
+    4031: Failure.DISCONNECT,
+}
 
 
 def driver_url(url: str | URL) -> URL:
@@ -56,6 +71,8 @@ class MySQLBackend(Backend):
     """Many processes, possibly on several machines, sharing one MySQL/MariaDB database."""
 
     name = "mysql"
+    poll_interval = 0.01
+    """MySQL has no change signal; an idle worker looks again this often (an index probe)."""
 
     def create_engine(self, url: str) -> Engine:
         from sqlalchemy import create_engine
@@ -74,13 +91,16 @@ class MySQLBackend(Backend):
             ) from None
         return create_engine(
             parsed,
-            pool_pre_ping=True,
             isolation_level="READ COMMITTED",
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
 
     @contextmanager
-    def write(self, engine: Engine, lock: str) -> Iterator[Connection]:
+    def write(self, engine: Engine, lock: str | None = None) -> Iterator[Connection]:
+        if lock is None:
+            with engine.begin() as conn:
+                yield conn
+            return
         name = lock_name(engine.url.database, lock)
         with engine.connect() as conn:
             try:
@@ -98,8 +118,19 @@ class MySQLBackend(Backend):
             finally:
                 _release(conn, name)
 
-    def claimable(self, queue: str) -> Select[Any]:
-        return super().claimable(queue).with_for_update(skip_locked=True)
+    def claim(self, conn: Connection, queue: str, values: Mapping[str, Any]) -> Any:
+        row = conn.execute(self.claimable(queue).with_for_update()).first()
+        if row is None:
+            return None
+        conn.execute(update(tasks).where(tasks.c.id == row.id).values(**values))
+        return {**row._mapping, **values}
+
+    failures = _FAILURES
+
+    def error_code(self, exc: DBAPIError) -> object:
+        """MySQL's error number, the first argument of PyMySQL's exceptions."""
+        args = getattr(exc.orig, "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
 
 
 def _release(conn: Connection, name: str) -> None:

@@ -18,15 +18,29 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, func, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Text,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from runtime.backends import Backend
+from runtime.backends import Backend, Failure
+from runtime.schema import tasks
+from runtime.state import Status
 
 DRIVER = "postgresql+psycopg"
 CONNECT_TIMEOUT_S = 10
@@ -35,6 +49,16 @@ LOCK_TIMEOUT_S = 60
 # PostgreSQL truncates identifiers, channel names included, to 63 bytes.
 _MAX_IDENTIFIER = 63
 _LISTENING = "rsx_listening"
+_FAILURES: dict[object, Failure] = {
+    "40P01": Failure.DEADLOCK,
+    "40001": Failure.DEADLOCK,
+    "55P03": Failure.LOCK_TIMEOUT,
+    "23505": Failure.DUPLICATE_KEY,
+    "57P01": Failure.DISCONNECT,
+    "57P02": Failure.DISCONNECT,
+    "57P03": Failure.DISCONNECT,
+    "08000": Failure.DISCONNECT,
+}
 
 
 def lock_key(name: str) -> int:
@@ -82,18 +106,60 @@ class PostgreSQLBackend(Backend):
         connect_args = {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "application_name": "rsx",
-            "options": f"-c lock_timeout={LOCK_TIMEOUT_S * 1000}",
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_S * 1000} -c timezone=UTC",
         }
-        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(parsed, connect_args=connect_args)
 
     @contextmanager
-    def write(self, engine: Engine, lock: str) -> Iterator[Connection]:
+    def write(self, engine: Engine, lock: str | None = None) -> Iterator[Connection]:
         with engine.begin() as conn:
-            conn.execute(select(func.pg_advisory_xact_lock(lock_key(lock))))
+            if lock is not None:
+                conn.execute(select(func.pg_advisory_xact_lock(lock_key(lock))))
             yield conn
 
     def claimable(self, queue: str) -> Select[Any]:
         return super().claimable(queue).with_for_update(skip_locked=True)
+
+    def claim(
+        self, conn: Connection, queue: str, values: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """One `UPDATE ... RETURNING`, which also notifies the task's channel for followers."""
+        oldest = self.claimable(queue).with_only_columns(tasks.c.id).scalar_subquery()
+        channel = literal(channel_name("task_")) + cast(tasks.c.id, Text)
+        statement = (
+            update(tasks)
+            .where(tasks.c.id == oldest, tasks.c.status == Status.PENDING.value)
+            .values(**values)
+            .returning(*tasks.c, func.pg_notify(channel, ""))
+        )
+        row = conn.execute(statement).first()
+        return None if row is None else dict(row._mapping)
+
+    def insert_tasks(
+        self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
+    ) -> list[int]:
+        """Insert under the queue's advisory lock, held to the commit, so that a queue's ids
+        become visible in order and a claim never passes over a task still being inserted.
+
+        One row is one statement: the lock is taken in its FROM clause and the queue's
+        channel notified in its RETURNING clause.
+        """
+        lock = select(func.pg_advisory_xact_lock(lock_key(f"rsx_queue_{queue}"))).subquery()
+        notify = func.pg_notify(channel_name(channel), "")
+        if len(rows) == 1:
+            names = list(rows[0])
+            source = select(*(literal(rows[0][n], tasks.c[n].type) for n in names))
+            statement = (
+                insert(tasks)
+                .from_select(names, source.select_from(lock))
+                .returning(tasks.c.id, notify)
+            )
+            return [int(conn.execute(statement).scalar_one())]
+        conn.execute(select(lock))
+        statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
+        conn.execute(select(notify))
+        return ids
 
     def notify(self, conn: Connection, channel: str) -> None:
         """Queue a NOTIFY in the caller's transaction; PostgreSQL delivers it on commit."""
@@ -125,3 +191,10 @@ class PostgreSQLBackend(Backend):
                 raise
             # The session died while waiting; the caller reconnects on its next use.
             conn.invalidate()
+
+    failures = _FAILURES
+
+    def error_code(self, exc: DBAPIError) -> object:
+        """The SQLSTATE; every code of class 08 (connection exception) as 08000."""
+        state = getattr(exc.orig, "sqlstate", None)
+        return "08000" if isinstance(state, str) and state.startswith("08") else state

@@ -4,10 +4,13 @@ pysqlite's own transaction handling is switched off (the SQLAlchemy-documented r
 the store decides how each transaction begins: writes with `BEGIN IMMEDIATE`, which takes
 SQLite's single write lock up front (so two claimers are serialised rather than failing
 on a lock upgrade), reads with a plain deferred `BEGIN`, which in WAL mode blocks nobody.
+Since every writer holds the one write lock, lock names do not matter here, and a claim
+is a plain `UPDATE ... RETURNING`.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,18 +19,27 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from runtime.backends import Backend
+from runtime.backends import Backend, Failure
 
 BUSY_TIMEOUT_S = 30
 _IMMEDIATE = "rsx_begin_immediate"
 _SEEN_VERSION = "rsx_data_version"
+_FAILURES: dict[object, Failure] = {
+    sqlite3.SQLITE_BUSY: Failure.LOCK_TIMEOUT,
+    sqlite3.SQLITE_LOCKED: Failure.LOCK_TIMEOUT,
+    sqlite3.SQLITE_CONSTRAINT_UNIQUE: Failure.DUPLICATE_KEY,
+    sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY: Failure.DUPLICATE_KEY,
+}
 
 
 class SQLiteBackend(Backend):
     """One database file shared by every process of the server."""
 
     name = "sqlite"
+    poll_interval = 0.005
+    """`PRAGMA data_version` reads shared memory only, so an idle worker can look often."""
 
     def create_engine(self, url: str) -> Engine:
         from sqlalchemy import create_engine
@@ -54,7 +66,7 @@ class SQLiteBackend(Backend):
         return engine
 
     @contextmanager
-    def write(self, engine: Engine, lock: str) -> Iterator[Connection]:
+    def write(self, engine: Engine, lock: str | None = None) -> Iterator[Connection]:
         with engine.connect() as conn:
             conn = conn.execution_options(**{_IMMEDIATE: True})
             with conn.begin():
@@ -74,11 +86,20 @@ class SQLiteBackend(Backend):
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(self.poll_interval)
             current = _data_version(conn)
             if current != seen:
                 conn.info[_SEEN_VERSION] = current
                 return
+
+    failures = _FAILURES
+
+    def error_code(self, exc: DBAPIError) -> object:
+        """SQLite's extended result code; busy and locked by their primary code."""
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return code & 0xFF
+        return code
 
 
 def _data_version(conn: Connection) -> Any:

@@ -72,6 +72,7 @@ def make_app(
         root = tmp_path / "app"
         root.mkdir(exist_ok=True)
         settings.setdefault("global_max_workers", 4)
+        settings.setdefault("worker_idle_seconds", 0)
         config = write_rsx_toml(root, app_package, database_url, queues or QUEUES, **settings)
         app = App(root, config)
         runtime.api.use_config(config, app.store)

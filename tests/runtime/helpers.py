@@ -155,6 +155,14 @@ class App:
         with self.store.read() as conn:
             return list(conn.execute(select(workers)).all())
 
+    def task_workers(self, ids: Iterable[int]) -> dict[int, int | None]:
+        """The `_workers` row id that claimed each task."""
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(tasks.c.id, tasks.c.worker_id).where(tasks.c.id.in_(list(ids)))
+            ).all()
+        return {row.id: row.worker_id for row in rows}
+
     def worker_log(self, queue: str) -> str:
         path = self.config.storage / "logs" / f"worker-{queue}.log"
         return path.read_text(encoding="utf-8") if path.exists() else ""

@@ -32,12 +32,21 @@ def write_config(root: Path, db_url: str, timezone: str = "UTC", server_id: int 
     return parse_config(root / "rsx.toml")
 
 
+_STORES: dict[Engine, Store] = {}
+
+
 def open_engine(config: Config) -> Engine:
     """The runtime's own engine for the app's database (WAL and busy timeout on SQLite,
     READ COMMITTED on MySQL/MariaDB), with the tables created."""
     store = Store(config)
     store.ensure_schema()
+    _STORES[store.engine] = store
     return store.engine
+
+
+def store_of(engine: Engine) -> Store:
+    """The store whose engine `open_engine` returned."""
+    return _STORES[engine]
 
 
 def rows(engine: Engine, service: str | None = None, task: str | None = None) -> list[Any]:
@@ -86,7 +95,7 @@ def racing_tick(
     try:
         for moment in moments:
             barrier.wait(timeout=60)
-            result = tick(engine, config, schedules, moment)
+            result = tick(store_of(engine), config, schedules, moment)
             barrier.wait(timeout=60)  # every tick of this moment is over
             with engine.begin() as conn:
                 for run in result.released:

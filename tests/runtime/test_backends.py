@@ -21,11 +21,11 @@ from runtime.backends import backend_for
 from runtime.backends.mysql import MySQLBackend, lock_name
 from runtime.backends.postgresql import PostgreSQLBackend, channel_name, lock_key
 from runtime.backends.sqlite import SQLiteBackend
-from runtime.clock import utcnow
+from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
 from runtime.errors import BackendError
-from runtime.schema import meta, tasks
-from runtime.store import Store
+from runtime.schema import meta
+from runtime.store import Claimer, Limits, Store, queue_channel
 from tests.runtime.backendhelp import backend_name, write_config
 from tests.runtime.helpers import wait_until
 
@@ -218,7 +218,7 @@ def test_a_writer_behind_a_hung_lock_holder_fails_in_one_line(
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with store.write("rsx_queue_video"):
+        with store.write("rsx_workers_1"):
             holding.set()
             release.wait(timeout=60)
 
@@ -227,8 +227,8 @@ def test_a_writer_behind_a_hung_lock_holder_fails_in_one_line(
     try:
         assert holding.wait(timeout=10)
         started = time.monotonic()
-        with pytest.raises(BackendError) as caught:  # dispatch takes the queue's lock
-            _add_pending(store, 1, queue="video")
+        with pytest.raises(BackendError) as caught:  # registering takes the workers lock
+            store.register_worker("video", 4242, 0.0, Limits(2, 2), utcnow())
         assert time.monotonic() - started < 5
     finally:
         release.set()
@@ -252,42 +252,87 @@ def _add_pending(store: Store, count: int, queue: str = "default") -> list[int]:
 
 
 @SERVERS
-def test_skip_locked_hands_a_second_claimer_the_next_row(tmp_path: Path, db_url: str) -> None:
+def test_a_second_claimer_takes_the_next_row_never_the_one_being_claimed(
+    tmp_path: Path, db_url: str
+) -> None:
     store = Store(write_config(tmp_path, db_url))
     first_id, second_id, _ = _add_pending(store, 3)
-    backend = store.backend
-    lock_wait = (
-        "SET LOCAL lock_timeout = '3s'"
-        if backend_name(db_url) == "postgresql"
-        else "SET SESSION innodb_lock_wait_timeout = 3"
-    )
-    with store.engine.connect() as one, store.engine.connect() as two:
-        with one.begin():
-            assert one.execute(backend.claimable("default")).scalar() == first_id
-            with two.begin():
-                two.execute(text(lock_wait))
-                # Without SKIP LOCKED this would wait for `one` and fail after 3 s.
-                assert two.execute(backend.claimable("default")).scalar() == second_id
+    claims: list[int] = []
+    with store.write() as one:
+        row = store.backend.claim(one, "default", {"status": "running"})
+        assert row is not None and row["id"] == first_id
+        # PostgreSQL skips the locked row; MariaDB waits for it to be committed, then
+        # finds it no longer pending. Either way the second claimer gets the second row.
+        other = threading.Thread(
+            target=lambda: claims.append(store.claim(Claimer("default", 1, 1, 0.0), utcnow()).id)
+        )
+        other.start()
+        time.sleep(0.3)
+    other.join(timeout=30)
+    assert claims == [second_id]
+    store.dispose()
+
+
+def test_a_claim_never_passes_over_a_task_still_being_dispatched(
+    tmp_path: Path, db_url: str
+) -> None:
+    """FIFO holds against dispatches committing out of order: while the dispatch of the
+    older task is still open, a newer one cannot be claimed ahead of it."""
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    inserting, release = threading.Event(), threading.Event()
+    older: list[int] = []
+
+    def slow_dispatch() -> None:
+        row = {
+            "server_id": 1, "service_name": "svc", "task_name": "job", "queue_name": "default",
+            "execution_mode": "queued", "status": "pending", "params": "{}",
+            "timeout_seconds": 60, "has_temp_directory": False,
+            "created_at": to_db(utcnow()), "updated_at": to_db(utcnow()),
+        }
+        with store.write() as conn:
+            older.extend(store.backend.insert_tasks(conn, "default", [row], "queue_default"))
+            inserting.set()
+            release.wait(timeout=30)
+
+    dispatcher = threading.Thread(target=slow_dispatch)
+    dispatcher.start()
+    assert inserting.wait(timeout=10)
+    newer: list[int] = []
+    claimed: list[int] = []
+
+    def first_claim() -> None:
+        deadline = time.monotonic() + 30
+        while not claimed and time.monotonic() < deadline:
+            task = store.claim(Claimer("default", 1, 1, 0.0), utcnow())
+            if task is not None:
+                claimed.append(task.id)
+
+    others = [
+        threading.Thread(target=lambda: newer.extend(_add_pending(store, 1))),
+        threading.Thread(target=first_claim),
+    ]
+    for thread in others:
+        thread.start()
+        time.sleep(0.2)
+    release.set()
+    dispatcher.join(timeout=30)
+    for thread in others:
+        thread.join(timeout=30)
+    assert claimed == older, f"claimed {claimed}, while {older} was older than {newer}"
     store.dispose()
 
 
 def _claim_all(config_path: str, barrier: Any, claims: Any) -> None:
-    """Child: claim pending rows in plain transactions (no rsx lock) until none is left."""
+    """Child: claim pending rows as a worker does until none is left."""
     store = Store(parse_config(Path(config_path)))
-    backend = store.backend
     mine: list[tuple[int, int]] = []
     barrier.wait(timeout=60)
     while True:
-        with store.engine.begin() as conn:
-            task_id = conn.execute(backend.claimable("default")).scalar()
-            if task_id is None:
-                break
-            changed = conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status == "pending")
-                .values(status="running")
-            ).rowcount
-            mine.append((task_id, changed))
+        task = store.claim(Claimer("default", 1, 1, 0.0), utcnow())
+        if task is None:
+            break
+        mine.append((task.id, 1 if task.status == "running" else 0))
     claims.put(mine)
     store.dispose()
 
@@ -329,9 +374,10 @@ def test_a_dispatch_wakes_a_waiting_connection_within_100_ms(tmp_path: Path, db_
 
     def waiter() -> None:
         with store.engine.connect() as conn:
-            store.wait_for_change(conn, "video", 10)  # the first call subscribes, then returns
+            # The first call subscribes, then returns.
+            store.wait_for_change(conn, queue_channel("video"), 10)
             subscribed.set()
-            store.wait_for_change(conn, "video", 10)
+            store.wait_for_change(conn, queue_channel("video"), 10)
             woke["at"] = time.monotonic()
 
     thread = threading.Thread(target=waiter)
@@ -351,10 +397,10 @@ def test_wait_ignores_other_queues_and_returns_at_its_timeout(tmp_path: Path, db
     store = Store(write_config(tmp_path, db_url, queues={"video": 2}))
     store.ensure_schema()
     with store.engine.connect() as conn:
-        store.wait_for_change(conn, "video", 5)
+        store.wait_for_change(conn, queue_channel("video"), 5)
         _add_pending(store, 1, queue="default")
         started = time.monotonic()
-        store.wait_for_change(conn, "video", 0.5)
+        store.wait_for_change(conn, queue_channel("video"), 0.5)
         waited = time.monotonic() - started
     assert 0.45 <= waited < 2.0
     store.dispose()
@@ -364,10 +410,11 @@ def test_a_change_between_a_check_and_the_wait_is_not_missed(tmp_path: Path, db_
     store = Store(write_config(tmp_path, db_url))
     store.ensure_schema()
     with store.engine.connect() as conn:
-        store.wait_for_change(conn, "default", 5)  # the first wait on a connection subscribes
+        # The first wait on a connection subscribes.
+        store.wait_for_change(conn, queue_channel("default"), 5)
         _add_pending(store, 1)  # lands after the caller's check, before its next wait
         started = time.monotonic()
-        store.wait_for_change(conn, "default", 5)
+        store.wait_for_change(conn, queue_channel("default"), 5)
         waited = time.monotonic() - started
     assert waited < 1.0, f"the wait slept {waited:.1f} s through a change made before it"
     store.dispose()
@@ -386,7 +433,7 @@ def test_a_waiter_sees_a_new_task_on_every_backend(tmp_path: Path, db_url: str) 
                 if store.pending_counts("default"):
                     found["at"] = time.monotonic()
                     return
-                store.wait_for_change(conn, "default", 5.0)
+                store.wait_for_change(conn, queue_channel("default"), 5.0)
 
     thread = threading.Thread(target=watch)
     thread.start()

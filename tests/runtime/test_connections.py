@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from runtime import BackendError, Task
 from runtime.clock import from_db, utcnow
 from runtime.schema import tasks
-from runtime.store import Store
+from runtime.store import Store, queue_channel
 from tests.databases import fresh_database
 from tests.runtime.backendhelp import backend_name, write_config
 from tests.runtime.helpers import App, wait_until
@@ -254,12 +254,13 @@ def test_a_waiter_whose_session_is_killed_reconnects_and_is_woken_again(
     store = Store(write_config(tmp_path, db_url))
     store.ensure_schema()
     with store.engine.connect() as conn:
-        store.wait_for_change(conn, "default", 5)  # subscribes
+        store.wait_for_change(conn, queue_channel("default"), 5)  # subscribes
         kill_sessions(db_url)
         started = time.monotonic()
-        store.wait_for_change(conn, "default", 5)  # the session dies under it: returns
+        # The session dies under it: it returns.
+        store.wait_for_change(conn, queue_channel("default"), 5)
         assert time.monotonic() - started < 2
-        store.wait_for_change(conn, "default", 5)  # a new session subscribes again
+        store.wait_for_change(conn, queue_channel("default"), 5)  # a new session subscribes again
 
         def dispatch_soon() -> None:
             store.insert_task(
@@ -269,7 +270,7 @@ def test_a_waiter_whose_session_is_killed_reconnects_and_is_woken_again(
         thread = threading.Thread(target=dispatch_soon)
         started = time.monotonic()
         thread.start()
-        store.wait_for_change(conn, "default", 5)
+        store.wait_for_change(conn, queue_channel("default"), 5)
         thread.join(timeout=10)
         assert time.monotonic() - started < 2
     store.dispose()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Connection
 
 import runtime.executor
+from runtime import pipe
 from runtime.api import context
 from runtime.executor import Executor
 from runtime.store import Store
@@ -18,7 +19,7 @@ from runtime.worker import register
 from tests.runtime.helpers import App
 
 
-def test_a_short_task_that_logs_costs_two_write_transactions(
+def test_a_short_task_that_logs_costs_one_write_transaction(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = [app.insert_row("demo", "add", "default", {"a": n}) for n in range(5)]
@@ -28,28 +29,32 @@ def test_a_short_task_that_logs_costs_two_write_transactions(
     writes: list[str] = []
     real_write = Store.write
 
-    def counting_write(self: Store, lock: str = "rsx_tasks") -> AbstractContextManager[Connection]:
-        writes.append(lock)
+    def counting_write(
+        self: Store, lock: str | None = None
+    ) -> AbstractContextManager[Connection]:
+        writes.append(str(lock))
         return real_write(self, lock)
 
     monkeypatch.setattr(Store, "write", counting_write)
     # Lines reach the row at most every FLUSH_INTERVAL_S; widened so a loaded machine cannot
     # stall a task past it and add a flush this test is not about.
     monkeypatch.setattr(runtime.executor, "FLUSH_INTERVAL_S", 5.0)
-    reports: list[str] = []
+    reports: list[pipe.Message] = []
+    registry = context().tasks
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         Executor(
-            app.config, app.store, context().tasks, "default", worker_id, reports.append,
+            app.config, app.store, lambda: registry, "default", worker_id, reports.append,
             os.getppid(),
         ).run()
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
-    assert reports[-1] == "retired"
-    assert [r.split()[0] for r in reports[:-1]] == ["start", "end"] * 5
-    assert len(writes) == 2 * len(ids) + 1, writes  # claim + finish per task, then retire
+    assert reports[-1].kind is pipe.Kind.RETIRED
+    assert [r.kind.value for r in reports[:-1]] == ["start", "end"] * 5
+    # The first claim; then each task's finish claims the next; then the slot is given up.
+    assert len(writes) == len(ids) + 2, writes
     for task_id in ids:
         status = app.status(task_id)
         assert status.status == "completed"

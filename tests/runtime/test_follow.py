@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from runtime.clock import utcnow
+from runtime.processes import start_time
 from runtime.state import Status, TaskStatus
 from runtime.status import Follower
-from runtime.store import Limits, Store, start_time
+from runtime.store import Claimer, Limits, Outcome, Store
 from tests.runtime.backendhelp import write_config
 from tests.runtime.helpers import wait_until
 
@@ -60,7 +61,7 @@ def test_follow_shows_each_flushed_log_line_well_under_a_second(
     thread = threading.Thread(target=lambda: ended.append(follower.follow()), daemon=True)
     thread.start()
 
-    claimed = worker.claim_or_retire("video", worker_id, pid, started, utcnow())
+    claimed = worker.claim(Claimer("video", worker_id, pid, started), utcnow())
     assert claimed is not None and claimed.id == task_id
 
     def flush_and_time(line: str, **status: object) -> float:
@@ -76,10 +77,10 @@ def test_follow_shows_each_flushed_log_line_well_under_a_second(
     assert max(latencies) < PROMPT_S, f"lines shown after {latencies} s"
     assert "50%" in screen.text
 
-    assert worker.finish(
-        task_id, pid, worker_id, status=Status.COMPLETED, result="1", lines="last line\n",
-        status_data=None, temp_ttl=60, now=utcnow(),
+    recorded, _ = worker.finish(
+        task_id, pid, Outcome(Status.COMPLETED, "1", "last line\n", None, 60), utcnow()
     )
+    assert recorded
     finished = time.monotonic()
     thread.join(timeout=10)
     assert ended and ended[0].status == Status.COMPLETED

@@ -31,6 +31,7 @@ from tests.runtime.schedhelp import (
     open_engine,
     racing_tick,
     rows,
+    store_of,
     upcoming_row,
     write_config,
 )
@@ -77,7 +78,7 @@ def released_rows(engine: Engine, service: str, task: str) -> list:
 
 def test_first_tick_creates_the_upcoming_row(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    result = tick(engine, config, [REPORT], at("2024-05-01 10:15:30"))
+    result = tick(store_of(engine), config, [REPORT], at("2024-05-01 10:15:30"))
 
     assert result.created == ("reports.daily",)
     row = upcoming_row(engine, "reports.daily")
@@ -92,16 +93,16 @@ def test_first_tick_creates_the_upcoming_row(app: tuple[Config, Engine]) -> None
     assert row.scheduled_at == row.next_run_at
     assert row.started_at is None and row.worker_pid is None
 
-    again = tick(engine, config, [REPORT], at("2024-05-01 10:16:30"))
+    again = tick(store_of(engine), config, [REPORT], at("2024-05-01 10:16:30"))
     assert again.created == () and again.released == ()
     assert len(rows(engine)) == 1
 
 
 def test_not_started_before_next_run_at(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+    tick(store_of(engine), config, [REPORT], at("2024-05-01 10:00"))
 
-    result = tick(engine, config, [REPORT], at("2024-05-02 02:59:59"))
+    result = tick(store_of(engine), config, [REPORT], at("2024-05-02 02:59:59"))
 
     assert result.released == ()
     assert released_rows(engine, "reports", "daily") == []
@@ -109,10 +110,10 @@ def test_not_started_before_next_run_at(app: tuple[Config, Engine]) -> None:
 
 def test_due_run_is_released_once_and_the_next_slot_created(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+    tick(store_of(engine), config, [REPORT], at("2024-05-01 10:00"))
     first_id = upcoming_row(engine, "reports.daily").id
 
-    result = tick(engine, config, [REPORT], at("2024-05-02 03:00:20"))
+    result = tick(store_of(engine), config, [REPORT], at("2024-05-02 03:00:20"))
 
     assert [(r.key, r.task_id, r.queue_name) for r in result.released] == [
         ("reports.daily", first_id, "scheduled")
@@ -128,13 +129,13 @@ def test_due_run_is_released_once_and_the_next_slot_created(app: tuple[Config, E
     assert from_db(upcoming.next_run_at) == at("2024-05-03 03:00")
 
     # A second processor in the same minute finds nothing due.
-    assert tick(engine, config, [REPORT], at("2024-05-02 03:00:40")).released == ()
+    assert tick(store_of(engine), config, [REPORT], at("2024-05-02 03:00:40")).released == ()
     assert len(released_rows(engine, "reports", "daily")) == 1
 
 
 def test_next_run_at_set_into_the_past_is_due_at_the_next_tick(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+    tick(store_of(engine), config, [REPORT], at("2024-05-01 10:00"))
     row_id = upcoming_row(engine, "reports.daily").id
     with engine.begin() as conn:
         conn.execute(
@@ -143,7 +144,7 @@ def test_next_run_at_set_into_the_past_is_due_at_the_next_tick(app: tuple[Config
             .values(next_run_at=to_db(at("2024-05-01 09:00")))
         )
 
-    result = tick(engine, config, [REPORT], at("2024-05-01 10:01"))
+    result = tick(store_of(engine), config, [REPORT], at("2024-05-01 10:01"))
 
     assert [r.task_id for r in result.released] == [row_id]
     assert next_run(engine, "reports.daily") == at("2024-05-02 03:00")
@@ -151,11 +152,11 @@ def test_next_run_at_set_into_the_past_is_due_at_the_next_tick(app: tuple[Config
 
 def test_missed_slots_give_one_catch_up_run(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [HOURLY], at("2024-05-01 09:30"))
+    tick(store_of(engine), config, [HOURLY], at("2024-05-01 09:30"))
     assert next_run(engine, "maintenance.sweep") == at("2024-05-01 10:00")
 
     # Down from 09:30 to 13:05: the 10:00, 11:00, 12:00 and 13:00 slots were missed.
-    result = tick(engine, config, [HOURLY], at("2024-05-01 13:05"))
+    result = tick(store_of(engine), config, [HOURLY], at("2024-05-01 13:05"))
 
     assert len(result.released) == 1
     assert len(released_rows(engine, "maintenance", "sweep")) == 1
@@ -167,11 +168,11 @@ def test_scheduled_task_on_a_custom_queue(app: tuple[Config, Engine]) -> None:
     entry = ScheduleEntry(
         service="reports", task="weekly", cron="0 6 * * 1", queue="reports", timeout=900
     )
-    tick(engine, config, [entry], at("2024-05-01 10:00"))  # a Wednesday
+    tick(store_of(engine), config, [entry], at("2024-05-01 10:00"))  # a Wednesday
     assert upcoming_row(engine, "reports.weekly").queue_name == "reports"
     assert next_run(engine, "reports.weekly") == at("2024-05-06 06:00")
 
-    result = tick(engine, config, [entry], at("2024-05-06 06:00"))
+    result = tick(store_of(engine), config, [entry], at("2024-05-06 06:00"))
 
     assert [r.queue_name for r in result.released] == ["reports"]
     [released] = released_rows(engine, "reports", "weekly")
@@ -213,10 +214,10 @@ def test_due_run_skipped_while_an_earlier_run_is_busy(
     app: tuple[Config, Engine], status: str, mode: str
 ) -> None:
     config, engine = app
-    tick(engine, config, [HOURLY], at("2024-05-01 09:30"))
+    tick(store_of(engine), config, [HOURLY], at("2024-05-01 09:30"))
     busy_id = _insert_run(engine, HOURLY, status, mode, at("2024-05-01 09:40"))
 
-    result = tick(engine, config, [HOURLY], at("2024-05-01 10:00:30"))
+    result = tick(store_of(engine), config, [HOURLY], at("2024-05-01 10:00:30"))
 
     assert result.released == ()
     assert result.skipped == ("maintenance.sweep",)
@@ -227,16 +228,16 @@ def test_due_run_skipped_while_an_earlier_run_is_busy(
     # Once the earlier run has ended, the next slot runs.
     with engine.begin() as conn:
         conn.execute(update(tasks).where(tasks.c.id == busy_id).values(status="completed"))
-    assert len(tick(engine, config, [HOURLY], at("2024-05-01 11:00:10")).released) == 1
+    assert len(tick(store_of(engine), config, [HOURLY], at("2024-05-01 11:00:10")).released) == 1
 
 
 def test_finished_runs_do_not_debounce(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [HOURLY], at("2024-05-01 09:30"))
+    tick(store_of(engine), config, [HOURLY], at("2024-05-01 09:30"))
     for status in ("completed", "failed", "stuck"):
         _insert_run(engine, HOURLY, status, "scheduled", at("2024-05-01 09:00"))
 
-    assert len(tick(engine, config, [HOURLY], at("2024-05-01 10:00")).released) == 1
+    assert len(tick(store_of(engine), config, [HOURLY], at("2024-05-01 10:00")).released) == 1
 
 
 # ---------------------------------------------------------------- the schedule table changes
@@ -244,17 +245,17 @@ def test_finished_runs_do_not_debounce(app: tuple[Config, Engine]) -> None:
 
 def test_schedules_added_changed_and_removed_across_ticks(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+    tick(store_of(engine), config, [REPORT], at("2024-05-01 10:00"))
     original_id = upcoming_row(engine, "reports.daily").id
 
     # Added: a second schedule appears in the table.
-    result = tick(engine, config, [REPORT, HOURLY], at("2024-05-01 10:05"))
+    result = tick(store_of(engine), config, [REPORT, HOURLY], at("2024-05-01 10:05"))
     assert result.created == ("maintenance.sweep",)
     assert next_run(engine, "maintenance.sweep") == at("2024-05-01 11:00")
 
     # Changed cron: the upcoming row moves to the new cron's next slot.
     moved = ScheduleEntry(**{**REPORT.__dict__, "cron": "30 12 * * *"})
-    result = tick(engine, config, [moved, HOURLY], at("2024-05-01 10:10"))
+    result = tick(store_of(engine), config, [moved, HOURLY], at("2024-05-01 10:10"))
     assert result.moved == ("reports.daily",) and result.created == ()
     assert upcoming_row(engine, "reports.daily").id == original_id
     assert next_run(engine, "reports.daily") == at("2024-05-01 12:30")
@@ -263,7 +264,7 @@ def test_schedules_added_changed_and_removed_across_ticks(app: tuple[Config, Eng
     changed = ScheduleEntry(
         **{**moved.__dict__, "queue": "reports", "timeout": 30, "params": {"fmt": "csv"}}
     )
-    result = tick(engine, config, [changed, HOURLY], at("2024-05-01 10:15"))
+    result = tick(store_of(engine), config, [changed, HOURLY], at("2024-05-01 10:15"))
     assert result.updated == ("reports.daily",) and result.moved == ()
     row = upcoming_row(engine, "reports.daily")
     assert (row.queue_name, row.timeout_seconds, json.loads(row.params)) == (
@@ -274,33 +275,33 @@ def test_schedules_added_changed_and_removed_across_ticks(app: tuple[Config, Eng
     assert from_db(row.next_run_at) == at("2024-05-01 12:30")
 
     # Removed: its upcoming row goes; the other schedule is untouched.
-    result = tick(engine, config, [HOURLY], at("2024-05-01 10:20"))
+    result = tick(store_of(engine), config, [HOURLY], at("2024-05-01 10:20"))
     assert result.removed == ("reports.daily",)
     assert rows(engine, "reports", "daily") == []
     assert next_run(engine, "maintenance.sweep") == at("2024-05-01 11:00")
 
     # Nothing scheduled any more: no upcoming rows at all.
-    tick(engine, config, [], at("2024-05-01 10:25"))
+    tick(store_of(engine), config, [], at("2024-05-01 10:25"))
     assert rows(engine) == []
 
 
 def test_removing_a_schedule_keeps_its_released_runs(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [HOURLY], at("2024-05-01 09:30"))
-    [run] = tick(engine, config, [HOURLY], at("2024-05-01 10:00")).released
+    tick(store_of(engine), config, [HOURLY], at("2024-05-01 09:30"))
+    [run] = tick(store_of(engine), config, [HOURLY], at("2024-05-01 10:00")).released
 
-    tick(engine, config, [], at("2024-05-01 10:01"))
+    tick(store_of(engine), config, [], at("2024-05-01 10:01"))
 
     assert [r.id for r in rows(engine)] == [run.task_id]
 
 
 def test_timezone_change_moves_the_upcoming_row(app: tuple[Config, Engine], tmp_path: Path) -> None:
     config, engine = app
-    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+    tick(store_of(engine), config, [REPORT], at("2024-05-01 10:00"))
     assert next_run(engine, "reports.daily") == at("2024-05-02 03:00")
 
     in_new_york = write_config(tmp_path / "app", config.database_url, timezone=NY, server_id=3)
-    result = tick(engine, in_new_york, [REPORT], at("2024-05-01 10:01"))
+    result = tick(store_of(engine), in_new_york, [REPORT], at("2024-05-01 10:01"))
 
     assert result.moved == ("reports.daily",)
     assert next_run(engine, "reports.daily") == at("2024-05-02 07:00")  # 03:00 EDT
@@ -312,7 +313,7 @@ def test_a_cron_that_never_fires_is_reported_and_others_go_on(app: tuple[Config,
         service="reports", task="never", cron="0 0 31 2 *", queue="scheduled", timeout=60
     )
 
-    result = tick(engine, config, [never, HOURLY], at("2024-05-01 09:30"))
+    result = tick(store_of(engine), config, [never, HOURLY], at("2024-05-01 09:30"))
 
     assert result.created == ("maintenance.sweep",)
     assert len(result.errors) == 1 and result.errors[0].startswith(
@@ -497,7 +498,7 @@ def test_tick_releases_a_daily_run_once_over_a_dst_night(
     released: Counter[str] = Counter()
     try:
         while moment <= end:
-            for run in tick(engine, config, entries, moment).released:
+            for run in tick(store_of(engine), config, entries, moment).released:
                 released[run.key] += 1
             moment += timedelta(minutes=5)
     finally:
@@ -519,14 +520,14 @@ from runtime.store import Store
 config = parse_config(Path(sys.argv[1]))
 entry = ScheduleEntry(service="reports", task="daily", cron="0 3 * * *", queue="scheduled",
                       timeout=600, params={"fmt": "pdf"})
-result = tick(Store(config).engine, config, [entry], datetime.fromisoformat(sys.argv[2]))
+result = tick(Store(config), config, [entry], datetime.fromisoformat(sys.argv[2]))
 print(result.created, result.released, "croniter" in sys.modules)
 """
 
 
 def test_a_tick_with_nothing_to_do_does_not_import_croniter(app: tuple[Config, Engine]) -> None:
     config, engine = app
-    tick(engine, config, [REPORT], at("2024-05-01 10:00"))
+    tick(store_of(engine), config, [REPORT], at("2024-05-01 10:00"))
 
     idle = subprocess.run(
         [sys.executable, "-c", IDLE_TICK, str(config.path), "2024-05-01T10:01:00+00:00"],
@@ -549,7 +550,7 @@ def test_a_deadlock_victim_is_recognised_as_worth_running_again(db_url: str) -> 
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import DBAPIError
 
-    from runtime.scheduler import _is_transient
+    from runtime.backends import Failure, backend_for
 
     engine = create_engine(db_url)
     with engine.begin() as conn:
@@ -577,4 +578,5 @@ def test_a_deadlock_victim_is_recognised_as_worth_running_again(db_url: str) -> 
         engine.dispose()
 
     assert len(victims) == 1
-    assert _is_transient(victims[0])
+    assert backend_for(db_url).classify(victims[0]) is Failure.DEADLOCK
+    assert Failure.DEADLOCK.worth_retrying

@@ -16,7 +16,7 @@ from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
 from runtime.schema import SCHEMA_VERSION, meta, metadata, tasks
 from runtime.state import Status
-from runtime.store import Limits, Store
+from runtime.store import Claimer, Limits, Outcome, Store
 from tests.runtime.backendhelp import write_config
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -100,15 +100,13 @@ def test_a_log_longer_than_64_kb_is_kept_whole(tmp_path: Path, db_url: str) -> N
     )
     worker = store.register_worker("default", 4242, 1.0, Limits(queue=1, server=1), now)
     assert worker is not None
-    claimed = store.claim_or_retire("default", worker, 4242, 1.0, now)
+    claimed = store.claim(Claimer("default", worker, 4242, 1.0), now)
     assert claimed is not None and claimed.id == task_id
     chunk = "".join(f"line {n:05d} " + "x" * 90 + "\n" for n in range(1000))  # 100 KB
     for _ in range(3):
         assert store.progress(task_id, 4242, lines=chunk, now=utcnow())
-    assert store.finish(
-        task_id, 4242, worker, status=Status.COMPLETED, result='"done"', lines="end\n",
-        status_data={"progress": 100}, temp_ttl=60, now=utcnow(),
-    )
+    outcome = Outcome(Status.COMPLETED, '"done"', "end\n", {"progress": 100}, 60)
+    assert store.finish(task_id, 4242, outcome, utcnow()) == (True, None)
     status = store.get(task_id)
     assert status.status == "completed"
     assert status.log == chunk * 3 + "end\n"

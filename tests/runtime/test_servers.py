@@ -109,10 +109,12 @@ def test_dead_workers_of_another_server_are_marked_stuck_once_their_heartbeat_is
     assert two.kill_all() >= 4  # the processor-turned-worker, a spawned worker, 2 executors
     assert not any(psutil.pid_exists(pid) for pid in pids.values() if pid)
     # Each task is judged by the last heartbeat of the worker that held it.
+    holders = one.task_workers(ids)
     beats = {
-        w.current_task_id: from_db(w.heartbeat_at)
+        task_id: from_db(w.heartbeat_at)
         for w in one.registered_workers()
-        if w.server_id == 2
+        for task_id, holder in holders.items()
+        if w.server_id == 2 and w.id == holder
     }
     assert set(beats) == set(ids)
     due = {task_id: beat + timedelta(seconds=stale) for task_id, beat in beats.items() if beat}

@@ -135,12 +135,13 @@ def test_the_processor_marks_stuck_only_tasks_whose_process_is_gone(app: App) ->
         started_at=long_ago,
     )
     with app.store.write() as conn:
-        conn.execute(
+        remote_worker = conn.execute(
             insert(workers).values(
                 server_id=2, pid=1, process_started=0.0, queue_name="default",
-                heartbeat_at=to_db(utcnow()), created_at=long_ago, current_task_id=heard_remote,
+                heartbeat_at=to_db(utcnow()), created_at=long_ago,
             )
-        )
+        ).inserted_primary_key[0]
+    app.update_row(heard_remote, worker_id=remote_worker)
 
     done = app.command("process")
     assert done.returncode == 0, done.stderr

@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from runtime.processes import start_time
 from runtime.schema import tasks
-from runtime.store import start_time
 from tests.runtime.helpers import QUEUES, App, write_rsx_toml
 
 

@@ -1,0 +1,60 @@
+"""What the executor tells its supervisor, as typed messages over a pipe.
+
+One message per line: `start <task id> <timeout>` when a task was claimed, `end <task id>`
+when it was recorded, `retired` when the worker gave up its slot (queue empty long enough,
+or another queue needs the slot), `stopping` after SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """The kinds of message."""
+
+    START = "start"
+    END = "end"
+    RETIRED = "retired"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message; `task_id` for START and END, `timeout` (seconds) for START."""
+
+    kind: Kind
+    task_id: int | None = None
+    timeout: int | None = None
+
+    def encode(self) -> bytes:
+        """The message as one line of the pipe."""
+        words = [self.kind.value]
+        if self.task_id is not None:
+            words.append(str(self.task_id))
+        if self.timeout is not None:
+            words.append(str(self.timeout))
+        return (" ".join(words) + "\n").encode()
+
+    @classmethod
+    def decode(cls, line: bytes) -> Message:
+        """A message from one line (without its newline); ValueError if malformed."""
+        kind, *rest = line.decode().split()
+        numbers = [int(word) for word in rest]
+        message = cls(Kind(kind), *numbers)
+        if (message.kind in (Kind.START, Kind.END)) != (message.task_id is not None) or (
+            (message.kind is Kind.START) != (message.timeout is not None)
+        ):
+            raise ValueError(f"malformed message from the executor: {line!r}")
+        return message
+
+
+def start(task_id: int, timeout: int) -> Message:
+    """A task was claimed and is about to run."""
+    return Message(Kind.START, task_id, timeout)
+
+
+def end(task_id: int) -> Message:
+    """A task's end was recorded."""
+    return Message(Kind.END, task_id)

@@ -1,0 +1,181 @@
+"""The store's foundation: the engine, transactions, the retry policy and error messages.
+
+Every method of the store that touches the database is wrapped by `guarded`, the one
+retry policy: a transaction the database aborted as a deadlock victim, or whose connection
+was lost before it began committing, is run again on a fresh connection (it was rolled
+back whole, so that is safe whatever it writes), at most `ATTEMPTS` times in all. Any
+other database failure leaves the store as one `BackendError` line naming the URL without
+its password. A connection lost *during* COMMIT is never retried: the outcome is unknown,
+and a retried INSERT could dispatch twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, insert, inspect, select
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from runtime.backends import Backend, Failure, UnsupportedDatabase, backend_for
+from runtime.config import Config
+from runtime.errors import BackendError
+from runtime.schema import SCHEMA_VERSION, meta, metadata
+from runtime.urls import masked_url, redact
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="StoreBase")
+
+# How many times in all a store call runs when its transaction is aborted as a deadlock
+# victim or loses its connection before committing.
+ATTEMPTS = 3
+
+
+def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Apply the store's retry policy (see the module doc) to a store method."""
+
+    @wraps(method)
+    def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return method(store, *args, **kwargs)
+            except DBAPIError as exc:
+                failure = store.backend.classify(exc)
+                if not failure.worth_retrying or attempt == ATTEMPTS:
+                    raise store.backend_error(exc, failure) from None
+            except SQLAlchemyError as exc:
+                raise store.backend_error(exc) from None
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class StoreBase:
+    """Access to the task tables of one database, for one server: connections and errors.
+
+    Creating a store does nothing; the engine is made and the tables created on first use.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.url = config.database_url
+        self.server_id = config.server_id
+        self._engine: Engine | None = None
+        self._backend: Backend | None = None
+        self._schema_ready = False
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            try:
+                self._backend = backend_for(self.url)
+            except ArgumentError:
+                raise BackendError("database_url is not a valid SQLAlchemy URL") from None
+            except UnsupportedDatabase as exc:
+                raise BackendError(str(exc)) from None
+        return self._backend
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, made on first use (no connection is opened until a query)."""
+        if self._engine is None:
+            try:
+                self._engine = self.backend.create_engine(self.url)
+            except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
+                raise BackendError(f"cannot use database {masked_url(self.url)}: {exc}") from None
+        return self._engine
+
+    def dispose(self, close: bool = True) -> None:
+        """Drop pooled connections (before a fork, `close=True`; in the child, `False`)."""
+        if self._engine is not None:
+            self._engine.dispose(close=close)
+
+    def backend_error(self, exc: BaseException, failure: Failure | None = None) -> BackendError:
+        """A one-line `BackendError` for a database failure, without the password."""
+        original = getattr(exc, "orig", None) or exc
+        text = str(original).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        if failure is Failure.LOCK_TIMEOUT:
+            reason = f"gave up waiting for a lock ({reason})"
+        return BackendError(f"database {masked_url(self.url)}: {redact(reason, self.url)}")
+
+    @contextmanager
+    def write(self, lock: str | None = None) -> Iterator[Connection]:
+        """A write transaction, serialised with other holders of `lock` when one is named.
+
+        A connection lost while committing is a `BackendError` saying the write may or may
+        not have been saved, so that no caller retries it blindly.
+        """
+        self.ensure_schema()
+        committing = False
+        try:
+            with self.backend.write(self.engine, lock) as conn:
+                yield conn
+                committing = True
+        except DBAPIError as exc:
+            if committing and exc.connection_invalidated:
+                raise BackendError(
+                    f"{self.backend_error(exc)} (the connection was lost while committing; "
+                    "the change may or may not have been saved)"
+                ) from None
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection, tables ensured first."""
+        self.ensure_schema()
+        with self.backend.read(self.engine) as conn:
+            yield conn
+
+    def wait_for_change(self, conn: Connection, channel: str, timeout: float) -> None:
+        """Block until the database may have changed on `channel`, at most `timeout` s."""
+        self.backend.wait(conn, channel, timeout)
+
+    @guarded
+    def ensure_schema(self) -> None:
+        """Create the tables if missing (safe when processes race) and check the version."""
+        if self._schema_ready:
+            return
+        version = self._schema_version()
+        if version is None:
+            with self.backend.write(self.engine, "rsx_schema") as conn:
+                metadata.create_all(conn, checkfirst=True)
+                found = conn.execute(
+                    select(meta.c.value).where(meta.c.key == "schema_version")
+                ).scalar()
+                if found is None:
+                    conn.execute(
+                        insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+            version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            raise BackendError(
+                f"database {masked_url(self.url)} has task schema version {version}, "
+                f"this runtime uses {SCHEMA_VERSION}"
+            )
+        self._schema_ready = True
+
+    def _schema_version(self) -> int | None:
+        with self.backend.read(self.engine) as conn:
+            if not inspect(conn).has_table(meta.name):
+                return None
+            value = conn.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar()
+        return None if value is None else int(value)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (for log lines about failed writes)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def inserted_id(result: Any) -> int:
+    """The primary key of the row an INSERT added."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])

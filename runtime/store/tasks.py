@@ -1,0 +1,423 @@
+"""Reads and state changes of `_tasks` rows: dispatch, claim, progress, finish, stuck, cleanup.
+
+Each state change is one guarded UPDATE (`... WHERE id = :id AND status = 'running' AND
+worker_pid = :pid`) whose rowcount says whether it happened, so a late writer can never
+overwrite a decision made by someone else (a finished task marked stuck, a stuck task
+finished). None of them takes a named lock: the row's own lock orders writers, and a
+claim is made safe by the backend (`Backend.claim`).
+
+The hot path costs one transaction per dispatch and one per task run: a worker finishes
+its task and claims the next in the same transaction (`finish(..., claim_next=...)`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, select, update
+
+from runtime.clock import log_line, to_db
+from runtime.processes import is_alive
+from runtime.schema import claimable, status_is, tasks, workers
+from runtime.state import ExecutionMode, Status, TaskStatus
+from runtime.store.base import StoreBase, guarded
+
+# Rows deleted per transaction by the old-task cleanup: small enough that a dispatch waiting
+# behind one batch is not held long, and far below every database's bound-parameter limit.
+DELETE_BATCH = 1000
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a value as stored in a column (raises TypeError if not serialisable)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def task_channel(task_id: int) -> str:
+    """The channel notified, in the same transaction, whenever a task's row changes in a way
+    a follower shows (claimed, log or status flushed, finished, marked stuck)."""
+    return f"task_{task_id}"
+
+
+def queue_channel(queue: str) -> str:
+    """The channel notified when a task is dispatched to `queue` (idle workers listen)."""
+    return f"queue_{queue}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task run ended, as the worker records it with `TaskStore.finish`."""
+
+    status: Status
+    result: str | None
+    lines: str = ""
+    status_data: Mapping[str, Any] | None = None
+    temp_ttl: int = 0
+
+
+@dataclass(frozen=True)
+class Claimer:
+    """Who claims: a registered worker, and the process that will execute the task."""
+
+    queue: str
+    worker_id: int
+    pid: int
+    started: float
+
+
+class TaskStore(StoreBase):
+    """The `_tasks` half of the store."""
+
+    # -- reading ------------------------------------------------------------------------
+
+    @guarded
+    def get(self, task_id: int) -> TaskStatus:
+        """The task's current status; `TaskNotFoundError` if there is no such row."""
+        from runtime.errors import TaskNotFoundError
+
+        with self.read() as conn:
+            row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        if row is None:
+            raise TaskNotFoundError(f"no task with id {task_id}")
+        return TaskStatus.from_row(row)
+
+    @guarded
+    def pending_counts(self, queue: str | None = None) -> dict[str, tuple[int, int]]:
+        """Claimable pending tasks by queue: `{queue: (count, oldest id)}`."""
+        query = (
+            select(tasks.c.queue_name, func.count(), func.min(tasks.c.id))
+            .where(claimable(queue))
+            .group_by(tasks.c.queue_name)
+        )
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return {name: (int(count), int(oldest)) for name, count, oldest in rows}
+
+    @guarded
+    def claimable_count(self, queue: str, limit: int) -> int:
+        """How many tasks of the queue a worker could take now, counting at most `limit`."""
+        first = select(tasks.c.id).where(claimable(queue)).limit(limit).subquery()
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(first)).scalar_one())
+
+    @guarded
+    def has_claimable(self, queue: str) -> bool:
+        """Whether the queue has a task a worker could take now (one index probe)."""
+        with self.read() as conn:
+            found = conn.execute(select(tasks.c.id).where(claimable(queue)).limit(1)).first()
+        return found is not None
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _new_row(
+        self,
+        service: str,
+        task: str,
+        queue: str,
+        params: Mapping[str, Any],
+        timeout: int,
+        moment: datetime | None,
+    ) -> dict[str, Any]:
+        return {
+            "server_id": self.server_id,
+            "service_name": service,
+            "task_name": task,
+            "queue_name": queue,
+            "execution_mode": ExecutionMode.QUEUED.value,
+            "status": Status.PENDING.value,
+            "params": dumps(dict(params)),
+            "timeout_seconds": timeout,
+            "has_temp_directory": False,
+            "created_at": moment,
+            "updated_at": moment,
+        }
+
+    def insert_task(
+        self,
+        *,
+        service: str,
+        task: str,
+        queue: str,
+        params: Mapping[str, Any],
+        timeout: int,
+        now: datetime,
+    ) -> int:
+        """Insert one pending task and return its id: one short transaction."""
+        return self.insert_tasks(
+            service=service, task=task, queue=queue, params=[params], timeout=timeout, now=now
+        )[0]
+
+    @guarded
+    def insert_tasks(
+        self,
+        *,
+        service: str,
+        task: str,
+        queue: str,
+        params: Sequence[Mapping[str, Any]],
+        timeout: int,
+        now: datetime,
+    ) -> list[int]:
+        """Insert pending tasks in one transaction; their ids, in the order given."""
+        moment = to_db(now)
+        rows = [
+            self._new_row(service, task, queue, p, timeout, moment)
+            for p in params
+        ]
+        if not rows:
+            return []
+        with self.write() as conn:
+            return self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
+
+    # -- a worker's claims and writes ---------------------------------------------------
+
+    def _claim(self, conn: Any, claimer: Claimer, moment: datetime | None) -> TaskStatus | None:
+        values = {
+            "status": Status.RUNNING.value,
+            "server_id": self.server_id,
+            "worker_id": claimer.worker_id,
+            "worker_pid": claimer.pid,
+            "worker_started": claimer.started,
+            "started_at": moment,
+            "updated_at": moment,
+        }
+        row = self.backend.claim(conn, claimer.queue, values)
+        return None if row is None else TaskStatus.from_row(row)
+
+    @guarded
+    def claim(self, claimer: Claimer, now: datetime) -> TaskStatus | None:
+        """Claim the queue's oldest claimable task for the claimer; None if there is none."""
+        with self.write() as conn:
+            return self._claim(conn, claimer, to_db(now))
+
+    @guarded
+    def finish(
+        self,
+        task_id: int,
+        pid: int,
+        outcome: Outcome,
+        now: datetime,
+        claim_next: Claimer | None = None,
+    ) -> tuple[bool, TaskStatus | None]:
+        """End a running task as completed or failed, and claim the next task in the same
+        transaction when `claim_next` is given.
+
+        Returns whether the end was recorded (False: the row was no longer ours, e.g.
+        marked stuck meanwhile) and the next task claimed, if any.
+        """
+        moment = to_db(now)
+        assert moment is not None
+        values: dict[str, Any] = {
+            "status": outcome.status.value,
+            "result": outcome.result,
+            "completed_at": moment,
+            "updated_at": moment,
+            "temp_expires_at": case(
+                (
+                    tasks.c.has_temp_directory.is_(True),
+                    moment + timedelta(seconds=outcome.temp_ttl),
+                ),
+                else_=None,
+            ),
+        }
+        if outcome.lines:
+            values["status_log"] = func.coalesce(tasks.c.status_log, "") + outcome.lines
+        if outcome.status_data is not None:
+            values["status_data"] = dumps(dict(outcome.status_data))
+        with self.write() as conn:
+            done = bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
+            if done:
+                self.backend.notify(conn, task_channel(task_id))
+            following = None if claim_next is None else self._claim(conn, claim_next, moment)
+        return done, following
+
+    @guarded
+    def progress(
+        self,
+        task_id: int,
+        pid: int,
+        *,
+        lines: str = "",
+        status_data: Mapping[str, Any] | None = None,
+        temp_ttl: int | None = None,
+        has_temp_directory: bool = False,
+        now: datetime,
+    ) -> bool:
+        """Append log lines and store status data of a running task; False if not ours."""
+        values: dict[str, Any] = {"updated_at": to_db(now)}
+        if lines:
+            values["status_log"] = func.coalesce(tasks.c.status_log, "") + lines
+        if status_data is not None:
+            values["status_data"] = dumps(dict(status_data))
+        if has_temp_directory:
+            values["has_temp_directory"] = True
+        if temp_ttl is not None:
+            values["temp_ttl_seconds"] = temp_ttl
+        with self.write() as conn:
+            changed = bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
+            if changed:
+                self.backend.notify(conn, task_channel(task_id))
+            return changed
+
+    @guarded
+    def mark_stuck(self, task_id: int, pid: int | None, reason: str, now: datetime) -> bool:
+        """Mark a running task stuck with a log line giving `reason`; False if it had ended.
+
+        The time written is taken here, when the row is written, so that a task claimed
+        after the caller looked at the clock never ends before it started.
+        """
+        from runtime.clock import utcnow
+
+        moment = to_db(max(now, utcnow()))
+        assert moment is not None
+        with self.write() as conn:
+            row = conn.execute(
+                select(tasks.c.has_temp_directory, tasks.c.temp_ttl_seconds).where(
+                    tasks.c.id == task_id
+                )
+            ).first()
+            if row is None:
+                return False
+            ttl = row.temp_ttl_seconds
+            if ttl is None:
+                ttl = self.config.temp_directory_default_ttl
+            expires = moment + timedelta(seconds=ttl) if row.has_temp_directory else None
+            marked = bool(
+                conn.execute(
+                    self._running(task_id, pid).values(
+                        status=Status.STUCK.value,
+                        completed_at=moment,
+                        updated_at=moment,
+                        temp_expires_at=expires,
+                        status_log=func.coalesce(tasks.c.status_log, "") + log_line(reason, now),
+                    )
+                ).rowcount
+            )
+            if marked:
+                self.backend.notify(conn, task_channel(task_id))
+            return marked
+
+    def _running(self, task_id: int, pid: int | None) -> Any:
+        """An UPDATE of the task only while it is running in process `pid`."""
+        pid_guard = tasks.c.worker_pid.is_(None) if pid is None else tasks.c.worker_pid == pid
+        return update(tasks).where(
+            tasks.c.id == task_id, tasks.c.status == Status.RUNNING.value, pid_guard
+        )
+
+    # -- the processor's sweep ----------------------------------------------------------
+
+    @guarded
+    def sweep(self, now: datetime) -> list[int]:
+        """Mark stuck the running tasks whose worker is gone; return their ids.
+
+        On this server a worker is gone when its PID is not alive or belongs to a process
+        started at another time; on another server, when the worker row that claimed the
+        task has sent no heartbeat within `cleanup_stuck_after`.
+        """
+        cutoff = to_db(now - timedelta(seconds=self.config.cleanup_stuck_after))
+        running = status_is(Status.RUNNING)
+        with self.read() as conn:
+            local = conn.execute(
+                select(tasks.c.id, tasks.c.worker_pid, tasks.c.worker_started).where(
+                    running, tasks.c.server_id == self.server_id
+                )
+            ).all()
+            holder = (
+                select(workers.c.id)
+                .where(workers.c.id == tasks.c.worker_id, workers.c.heartbeat_at >= cutoff)
+                .correlate(tasks)
+            )
+            remote = conn.execute(
+                select(tasks.c.id, tasks.c.worker_pid, tasks.c.server_id).where(
+                    running,
+                    tasks.c.server_id != self.server_id,
+                    tasks.c.started_at < cutoff,
+                    ~exists(holder),
+                )
+            ).all()
+        stuck: list[int] = []
+        for row in local:
+            if is_alive(row.worker_pid, row.worker_started):
+                continue
+            reason = f"Worker process {row.worker_pid} is gone; marked stuck by the processor"
+            if self.mark_stuck(row.id, row.worker_pid, reason, now):
+                stuck.append(row.id)
+        for row in remote:
+            reason = (
+                f"Worker on server {row.server_id} sent no heartbeat for "
+                f"{self.config.cleanup_stuck_after} s; marked stuck by server {self.server_id}"
+            )
+            if self.mark_stuck(row.id, row.worker_pid, reason, now):
+                stuck.append(row.id)
+        return stuck
+
+    # -- maintenance --------------------------------------------------------------------
+
+    @guarded
+    def expired_temp_directories(self, now: datetime) -> list[int]:
+        """Ids of ended tasks of this server whose temp directory has expired.
+
+        A task's folder is in the `storage/` of the server whose worker ran it, which is
+        the row's `server_id` from its claim on, so each server deletes only its own. The
+        query is a range scan of `ix__tasks_temp_expiry`: `temp_expires_at` is set only
+        on ended rows that still have a folder, so it stays cheap on a large table.
+        """
+        with self.read() as conn:
+            return list(
+                conn.execute(
+                    select(tasks.c.id)
+                    .where(
+                        tasks.c.server_id == self.server_id,
+                        tasks.c.temp_expires_at <= to_db(now),
+                        tasks.c.has_temp_directory.is_(True),
+                        tasks.c.status.in_(Status.ended_values()),
+                    )
+                    .order_by(tasks.c.id)
+                ).scalars()
+            )
+
+    @guarded
+    def forget_temp_directory(self, task_id: int, now: datetime) -> None:
+        """Record that an ended task's temp directory on this server was deleted."""
+        with self.write() as conn:
+            conn.execute(
+                update(tasks)
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.server_id == self.server_id,
+                    tasks.c.status.in_(Status.ended_values()),
+                )
+                .values(has_temp_directory=False, temp_expires_at=None, updated_at=to_db(now))
+            )
+
+    @guarded
+    def delete_finished_batch(self, cutoff: datetime, limit: int = DELETE_BATCH) -> list[int]:
+        """Delete up to `limit` completed and failed rows that ended before `cutoff`, oldest
+        first, in one short transaction; their ids (fewer than `limit`: nothing is left)."""
+        finished = and_(
+            tasks.c.status.in_((Status.COMPLETED.value, Status.FAILED.value)),
+            tasks.c.completed_at < to_db(cutoff),
+        )
+        with self.write() as conn:
+            ids = list(
+                conn.execute(
+                    select(tasks.c.id).where(finished).order_by(tasks.c.id).limit(limit)
+                ).scalars()
+            )
+            if ids:
+                conn.execute(delete(tasks).where(finished, tasks.c.id.in_(ids)))
+        return ids
+
+    def delete_finished_before(self, cutoff: datetime) -> list[int]:
+        """Delete every completed and failed row that ended before `cutoff`, batch by batch,
+        each batch its own transaction; their ids."""
+        deleted: list[int] = []
+        while True:
+            batch = self.delete_finished_batch(cutoff)
+            deleted.extend(batch)
+            if len(batch) < DELETE_BATCH:
+                return deleted
+

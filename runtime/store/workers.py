@@ -1,0 +1,161 @@
+"""Reads and state changes of `_workers` rows: the gate of the worker limits.
+
+A worker process counts against its queue's `max_workers` and the server's
+`global_max_workers` from the moment a slot is reserved for it until its row is deleted.
+Counting the live rows and adding one happen in one transaction serialised on the
+server's workers lock, so racing starters can never both take the last slot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from runtime.clock import from_db, to_db
+from runtime.processes import is_alive
+from runtime.schema import workers
+from runtime.store.base import StoreBase, guarded
+
+# How long a reserved worker slot waits for the process it was reserved for to adopt it.
+STARTING_GRACE_S = 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many workers may run: for one queue, and on this server across queues."""
+
+    queue: int
+    server: int
+
+
+def worker_alive(row: Any, now: datetime) -> bool:
+    """Whether a `_workers` row stands for a live worker, or one still starting (pid 0)."""
+    if row.pid == 0:
+        reserved = from_db(row.heartbeat_at)
+        return reserved is not None and now - reserved < timedelta(seconds=STARTING_GRACE_S)
+    return is_alive(row.pid, row.process_started)
+
+
+class WorkerStore(StoreBase):
+    """The `_workers` half of the store."""
+
+    @property
+    def _workers_lock(self) -> str:
+        return f"rsx_workers_{self.server_id}"
+
+    def _worker_rows(self) -> Any:
+        return select(
+            workers.c.id,
+            workers.c.pid,
+            workers.c.process_started,
+            workers.c.queue_name,
+            workers.c.heartbeat_at,
+        ).where(workers.c.server_id == self.server_id)
+
+    @guarded
+    def live_workers(self, now: datetime, queue: str | None = None) -> Counter[str]:
+        """Live and starting workers of this server, by queue (an unlocked estimate)."""
+        query = self._worker_rows()
+        if queue is not None:
+            query = query.where(workers.c.queue_name == queue)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return Counter(r.queue_name for r in rows if worker_alive(r, now))
+
+    def _free_slots(self, conn: Connection, queue: str, limits: Limits, now: datetime) -> int:
+        """Inside the workers lock: delete dead registrations, count the slots left."""
+        rows = conn.execute(self._worker_rows()).all()
+        dead = [r.id for r in rows if not worker_alive(r, now)]
+        if dead:
+            conn.execute(delete(workers).where(workers.c.id.in_(dead)))
+        live = [r for r in rows if r.id not in dead]
+        on_queue = sum(1 for r in live if r.queue_name == queue)
+        return max(0, min(limits.queue - on_queue, limits.server - len(live)))
+
+    def _insert_worker(
+        self, conn: Connection, queue: str, pid: int, started: float, now: datetime
+    ) -> int:
+        moment = to_db(now)
+        result = conn.execute(
+            insert(workers).values(
+                server_id=self.server_id,
+                pid=pid,
+                process_started=started,
+                queue_name=queue,
+                heartbeat_at=moment,
+                created_at=moment,
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    @guarded
+    def register_worker(
+        self, queue: str, pid: int, started: float, limits: Limits, now: datetime
+    ) -> int | None:
+        """Register a worker if the queue's and the server's limits allow; its row id or None.
+
+        Rows of dead processes are removed on the way.
+        """
+        with self.write(self._workers_lock) as conn:
+            if self._free_slots(conn, queue, limits, now) < 1:
+                return None
+            return self._insert_worker(conn, queue, pid, started, now)
+
+    @guarded
+    def reserve_workers(self, queue: str, wanted: int, limits: Limits, now: datetime) -> list[int]:
+        """Reserve up to `wanted` worker slots for processes about to be started; their ids.
+
+        A reservation counts against the limits like a live worker until the started
+        process adopts it (`adopt_worker`) or `STARTING_GRACE_S` passes, so racing
+        dispatchers and processors start no more processes than there are slots.
+        """
+        with self.write(self._workers_lock) as conn:
+            free = min(wanted, self._free_slots(conn, queue, limits, now))
+            return [self._insert_worker(conn, queue, 0, 0.0, now) for _ in range(free)]
+
+    @guarded
+    def adopt_worker(self, slot: int, pid: int, started: float, now: datetime) -> int | None:
+        """Take over a reservation as the worker process `pid`; its id, or None if expired."""
+        with self.write() as conn:
+            taken = conn.execute(
+                update(workers)
+                .where(
+                    workers.c.id == slot,
+                    workers.c.server_id == self.server_id,
+                    workers.c.pid == 0,
+                    workers.c.heartbeat_at > to_db(now - timedelta(seconds=STARTING_GRACE_S)),
+                )
+                .values(pid=pid, process_started=started, heartbeat_at=to_db(now))
+            ).rowcount
+        return slot if taken == 1 else None
+
+    @guarded
+    def heartbeat(self, worker_id: int, now: datetime) -> None:
+        """Record that the worker is alive (other servers judge its tasks by this)."""
+        with self.write() as conn:
+            conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=to_db(now))
+            )
+
+    @guarded
+    def deregister(self, worker_id: int) -> None:
+        """Remove the worker's registration, freeing its slot."""
+        with self.write() as conn:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+    @guarded
+    def forget_dead_workers(self, now: datetime) -> int:
+        """Delete the registrations of this server's workers whose process is gone; how many."""
+        with self.read() as conn:
+            rows = conn.execute(self._worker_rows()).all()
+        dead = [r.id for r in rows if not worker_alive(r, now)]
+        if dead:
+            with self.write(self._workers_lock) as conn:
+                conn.execute(delete(workers).where(workers.c.id.in_(dead)))
+        return len(dead)
