@@ -53,7 +53,7 @@ from sqlalchemy.types import TypeEngine
 
 from runtime.state import Status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
