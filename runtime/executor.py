@@ -152,7 +152,7 @@ class Executor:
         registry: Callable[[], Mapping[tuple[str, str], TaskEntry]],
         queue: str,
         worker_id: int,
-        report: Callable[[pipe.Message], None],
+        report: Callable[..., None],
         supervisor_pid: int,
     ) -> None:
         self.config = config
@@ -182,18 +182,24 @@ class Executor:
             signal.signal(signum, self.request_stop)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         task = self.store.claim(self.claimer, utcnow())
+        ended: list[pipe.Message] = []
         while True:
             if task is None:
+                if ended:
+                    self.report(*ended)
+                    ended = []
                 if self.stopping or self._orphaned():
                     break
                 task = self.idle()
                 if task is None:
                     self.report(pipe.Message(pipe.Kind.RETIRED))
                     return
-            self.report(pipe.start(task.id, task.timeout_seconds))
+            # The end of one task and the start of the next it claimed go in one write.
+            self.report(*ended, pipe.start(task.id, task.timeout_seconds))
+            ended = [pipe.end(task.id)]
             task = self.execute(task)
         if not self._orphaned():
-            self.report(pipe.Message(pipe.Kind.STOPPING))
+            self.report(*ended, pipe.Message(pipe.Kind.STOPPING))
 
     def idle(self) -> TaskStatus | None:
         """Wait up to `worker_idle_seconds` for a task of the queue; None once the slot is
@@ -240,7 +246,9 @@ class Executor:
         return False
 
     def execute(self, task: TaskStatus) -> TaskStatus | None:
-        """Run one claimed task, record how it ended and claim the next; the next task."""
+        """Run one claimed task, record how it ended and claim the next; the next task.
+
+        The caller reports the task's end to the supervisor."""
         began = time.monotonic()
         sink = RowSink(self.store, self.config, task.id, self.pid)
         status = Status.COMPLETED
@@ -267,7 +275,6 @@ class Executor:
         recorded, following = self.store.finish(
             task.id, self.pid, outcome, utcnow(), self.claimer if take_next else None
         )
-        self.report(pipe.end(task.id))
         took = time.monotonic() - began
         how = status.value if recorded else f"{status.value}, but the row was no longer ours"
         log.info(

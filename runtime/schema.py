@@ -14,7 +14,9 @@
 
 `ix__tasks_claim` covers pending rows only on SQLite and PostgreSQL (a partial index), so
 a claim stays one short index probe however many ended rows the table keeps; MySQL has no
-partial indexes and gets the full (queue_name, status, id) index.
+partial indexes and gets the full (queue_name, status, id) index. The UNIQUE index of
+`schedule_key` covers only the rows that have one, so that no planner takes it for the
+claim's `schedule_key IS NULL` (SQLite did: a scan of every ordinary row per claim).
 - `description` is not stored; it lives in the generated registry.
 
 `_workers` has one row per live worker process; `_meta` records the schema version.
@@ -119,7 +121,7 @@ tasks = Table(
     Column("temp_expires_at", Timestamp(), nullable=True),
     Column("created_at", Timestamp(), nullable=False),
     Column("updated_at", Timestamp(), nullable=False),
-    Column("schedule_key", String(191), nullable=True, unique=True),
+    Column("schedule_key", String(191), nullable=True),
     Column("worker_started", Double, nullable=True),
     Column("temp_ttl_seconds", Integer, nullable=True),
     Column("worker_id", BigInteger, nullable=True),
@@ -128,13 +130,15 @@ tasks = Table(
         "queue_name",
         "status",
         "id",
-        sqlite_where=literal_column("status = 'pending'"),
-        postgresql_where=literal_column("status = 'pending'"),
+    ),
+    Index(
+        "ux__tasks_schedule_key",
+        "schedule_key",
+        unique=True,
     ),
     Index("ix__tasks_status", "status", "server_id"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
     Index("ix__tasks_temp_expiry", "server_id", "temp_expires_at"),
-    **_MYSQL_TABLE,
 )
 
 workers = Table(
@@ -148,7 +152,6 @@ workers = Table(
     Column("heartbeat_at", Timestamp(), nullable=False),
     Column("created_at", Timestamp(), nullable=False),
     Index("ix__workers_server_queue", "server_id", "queue_name"),
-    **_MYSQL_TABLE,
 )
 
 meta = Table(
@@ -156,7 +159,6 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
-    **_MYSQL_TABLE,
 )
 
 
@@ -166,9 +168,36 @@ def status_is(status: Status) -> ColumnElement[bool]:
     return tasks.c.status == literal_column(f"'{status.value}'")
 
 
-def claimable(queue: str | None = None) -> ColumnElement[bool]:
-    """The condition of a task a worker may take: pending, not a schedule's upcoming row."""
+def claimable(queue: str | ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+    """The condition of a task a worker may take: pending, not a schedule's upcoming row
+    (of `queue`, a name or a bound parameter, when given)."""
     condition = and_(status_is(Status.PENDING), tasks.c.schedule_key.is_(None))
     if queue is not None:
         condition = and_(tasks.c.queue_name == queue, condition)
     return condition
+
+
+# Partial indexes (SQLite and PostgreSQL; MySQL has none and keeps them whole).
+_PARTIAL = {
+    "ix__tasks_claim": "status = 'pending'",
+    "ux__tasks_schedule_key": "schedule_key IS NOT NULL",
+}
+
+
+def use_dialect(name: str) -> None:
+    """Add a database's own options to the tables: MySQL's engine and collation, the
+    partial indexes' WHERE on SQLite and PostgreSQL.
+
+    Each backend calls this when it makes its engine. Declaring the options up front
+    would make SQLAlchemy import every dialect's module whenever this module is imported,
+    which every worker start pays for.
+    """
+    if name in ("mysql", "mariadb"):
+        for table in metadata.tables.values():
+            for key, value in _MYSQL_TABLE.items():
+                table.dialect_kwargs[key] = value
+    elif name in ("sqlite", "postgresql"):
+        for index in tasks.indexes:
+            where = _PARTIAL.get(str(index.name))
+            if where is not None:
+                index.dialect_kwargs[f"{name}_where"] = literal_column(where)

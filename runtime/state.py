@@ -78,7 +78,7 @@ class TaskStatus:
         """Build from a `_tasks` row: a SQLAlchemy Row, a mapping of its columns, or any
         object with its columns as attributes."""
         if isinstance(row, Mapping):
-            return cls.from_row(SimpleNamespace(**row))
+            row = SimpleNamespace(**row)
         return cls(
             id=int(row.id),
             status=Status(row.status),

@@ -149,8 +149,8 @@ class Supervisor:
                 _die_with_parent()
                 self.store.dispose(close=False)
 
-                def report(message: pipe.Message) -> None:
-                    os.write(write_end, message.encode())
+                def report(*messages: pipe.Message) -> None:
+                    os.write(write_end, b"".join(message.encode() for message in messages))
 
                 Executor(
                     self.config, self.store, self.tasks, self.queue, self.worker_id,

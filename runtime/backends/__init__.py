@@ -12,17 +12,30 @@ URL's dialect, and any other database is refused.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    String,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from runtime.schema import claimable, tasks
+from runtime.schema import claimable, status_is, tasks
 from runtime.state import Status
+
+T = TypeVar("T")
 
 
 class Failure(StrEnum):
@@ -55,13 +68,15 @@ class Backend:
     `write(engine, lock)` yields a connection inside a transaction; with a `lock` name it
     is serialised with every other `write` of that name (SQLite serialises all writers).
     `claim(conn, queue, values)` takes the queue's oldest claimable task for a worker
-    inside the caller's transaction and returns its row.
+    inside the caller's transaction and returns its row. The statements of the hot path
+    are built once per backend and run with parameters, so SQLAlchemy compiles each once.
     """
 
     name = "generic"
 
-    def create_engine(self, url: str) -> Engine:
-        """A lazily connecting engine for `url`."""
+    def create_engine(self, url: str, autocommit: bool = False) -> Engine:
+        """A lazily connecting engine for `url`; with `autocommit`, one for reads whose
+        statements each commit on their own (no BEGIN/ROLLBACK round trips)."""
         raise NotImplementedError
 
     @contextmanager
@@ -80,6 +95,49 @@ class Backend:
         """The oldest pending, non-upcoming task of `queue` (FIFO by id)."""
         return select(tasks).where(claimable(queue)).order_by(tasks.c.id).limit(1)
 
+    def _oldest(self) -> Select[Any]:
+        """The id of the oldest claimable task of the queue bound as `claim_queue`."""
+        return (
+            select(tasks.c.id)
+            .where(claimable(bindparam("claim_queue", type_=String)))
+            .order_by(tasks.c.id)
+            .limit(1)
+        )
+
+    @cached_property
+    def row_notify(self) -> ColumnElement[Any] | None:
+        """An expression that, returned by an UPDATE of a task, notifies the task's
+        channel (None where the database has no notifications)."""
+        return None
+
+    def returning_notify(self, statement: Any) -> Any:
+        """`statement` made to notify the changed task's channel, where that is possible."""
+        notify = self.row_notify
+        return statement if notify is None else statement.returning(tasks.c.id, notify)
+
+    def prepared(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The statement `build` makes, built once per backend and `key`."""
+        found = self._prepared.get(key)
+        if found is None:
+            found = self._prepared[key] = build()
+        return found
+
+    @cached_property
+    def _prepared(self) -> dict[Hashable, Any]:
+        return {}
+
+    @cached_property
+    def claim_statement(self) -> Any:
+        """`UPDATE ... WHERE id = (oldest claimable) RETURNING *`, values bound as `v_<column>`."""
+        statement = (
+            update(tasks)
+            .where(tasks.c.id == self._oldest().scalar_subquery(), status_is(Status.PENDING))
+            .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
+            .returning(*tasks.c)
+        )
+        notify = self.row_notify
+        return statement if notify is None else statement.returning(notify)
+
     def claim(
         self, conn: Connection, queue: str, values: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
@@ -88,22 +146,21 @@ class Backend:
         The default is one `UPDATE ... WHERE id = (oldest) RETURNING *`, which SQLite (its
         single writer) and PostgreSQL (`FOR UPDATE SKIP LOCKED` in `claimable`) make safe.
         """
-        oldest = self.claimable(queue).with_only_columns(tasks.c.id).scalar_subquery()
-        statement = (
-            update(tasks)
-            .where(tasks.c.id == oldest, tasks.c.status == Status.PENDING.value)
-            .values(**values)
-            .returning(*tasks.c)
-        )
-        row = conn.execute(statement).first()
+        params = {"claim_queue": queue, **{f"v_{k}": v for k, v in values.items()}}
+        row = conn.execute(self.claim_statement, params).first()
         return None if row is None else dict(row._mapping)
+
+    @cached_property
+    def insert_statement(self) -> Any:
+        """The INSERT of one task row."""
+        return insert(tasks)
 
     def insert_tasks(
         self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
     ) -> list[int]:
         """Insert task rows of `queue` and notify `channel`; their ids, in order."""
         if len(rows) == 1:
-            key = conn.execute(insert(tasks).values(**rows[0])).inserted_primary_key
+            key = conn.execute(self.insert_statement, dict(rows[0])).inserted_primary_key
             assert key is not None
             ids = [int(key[0])]
         else:
@@ -134,6 +191,33 @@ class Backend:
         if exc.connection_invalidated:
             return Failure.DISCONNECT
         return self.failures.get(self.error_code(exc), Failure.OTHER)
+
+
+CLAIM_COLUMNS = (
+    "status",
+    "server_id",
+    "worker_id",
+    "worker_pid",
+    "worker_started",
+    "started_at",
+    "updated_at",
+)
+"""The columns a claim sets (`TaskStore.claim` gives their values)."""
+
+DISPATCH_COLUMNS = (
+    "server_id",
+    "service_name",
+    "task_name",
+    "queue_name",
+    "execution_mode",
+    "status",
+    "params",
+    "timeout_seconds",
+    "has_temp_directory",
+    "created_at",
+    "updated_at",
+)
+"""The columns a dispatch sets; the others keep their defaults (NULL)."""
 
 
 def backend_for(url: str) -> Backend:

@@ -23,15 +23,16 @@ import hashlib
 import importlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text, update
+from sqlalchemy import Connection, Engine, String, bindparam, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from runtime.backends import Backend, Failure
+from runtime.backends import CLAIM_COLUMNS, Backend, Failure
 from runtime.errors import BackendError
-from runtime.schema import tasks
+from runtime.schema import claimable, tasks, use_dialect
 
 DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
@@ -74,7 +75,7 @@ class MySQLBackend(Backend):
     poll_interval = 0.01
     """MySQL has no change signal; an idle worker looks again this often (an index probe)."""
 
-    def create_engine(self, url: str) -> Engine:
+    def create_engine(self, url: str, autocommit: bool = False) -> Engine:
         from sqlalchemy import create_engine
 
         parsed = driver_url(url)
@@ -89,9 +90,10 @@ class MySQLBackend(Backend):
             raise ArgumentError(
                 "MySQL/MariaDB needs PyMySQL: pip install 'rsxgen[mysql]'"
             ) from None
+        use_dialect("mysql")
         return create_engine(
             parsed,
-            isolation_level="READ COMMITTED",
+            isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
 
@@ -118,11 +120,29 @@ class MySQLBackend(Backend):
             finally:
                 _release(conn, name)
 
-    def claim(self, conn: Connection, queue: str, values: Mapping[str, Any]) -> Any:
-        row = conn.execute(self.claimable(queue).with_for_update()).first()
+    @cached_property
+    def _claim_select(self) -> Any:
+        """The oldest claimable row of the queue bound as `claim_queue`, locked."""
+        oldest = select(tasks).where(claimable(bindparam("claim_queue", type_=String)))
+        return oldest.order_by(tasks.c.id).limit(1).with_for_update()
+
+    @cached_property
+    def _claim_update(self) -> Any:
+        """The claim's UPDATE of the row found, values bound as `v_<column>`."""
+        return (
+            update(tasks)
+            .where(tasks.c.id == bindparam("claim_id"))
+            .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
+        )
+
+    def claim(
+        self, conn: Connection, queue: str, values: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        row = conn.execute(self._claim_select, {"claim_queue": queue}).first()
         if row is None:
             return None
-        conn.execute(update(tasks).where(tasks.c.id == row.id).values(**values))
+        params = {"claim_id": row.id, **{f"v_{k}": v for k, v in values.items()}}
+        conn.execute(self._claim_update, params)
         return {**row._mapping, **values}
 
     failures = _FAILURES

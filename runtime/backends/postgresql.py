@@ -20,27 +20,30 @@ import hashlib
 import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
     Connection,
     Engine,
     Select,
+    String,
     Text,
+    bindparam,
     cast,
     func,
     insert,
     literal,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from runtime.backends import Backend, Failure
-from runtime.schema import tasks
-from runtime.state import Status
+from runtime.backends import DISPATCH_COLUMNS, Backend, Failure
+from runtime.schema import tasks, use_dialect
 
 DRIVER = "postgresql+psycopg"
 CONNECT_TIMEOUT_S = 10
@@ -88,7 +91,7 @@ class PostgreSQLBackend(Backend):
 
     name = "postgresql"
 
-    def create_engine(self, url: str) -> Engine:
+    def create_engine(self, url: str, autocommit: bool = False) -> Engine:
         from sqlalchemy import create_engine
 
         parsed = driver_url(url)
@@ -103,11 +106,14 @@ class PostgreSQLBackend(Backend):
             raise ArgumentError(
                 "PostgreSQL needs psycopg 3: pip install 'rsxgen[postgres]'"
             ) from None
+        use_dialect("postgresql")
         connect_args = {
             "connect_timeout": CONNECT_TIMEOUT_S,
             "application_name": "rsx",
             "options": f"-c lock_timeout={LOCK_TIMEOUT_S * 1000} -c timezone=UTC",
         }
+        if autocommit:
+            return create_engine(parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT")
         return create_engine(parsed, connect_args=connect_args)
 
     @contextmanager
@@ -120,45 +126,41 @@ class PostgreSQLBackend(Backend):
     def claimable(self, queue: str) -> Select[Any]:
         return super().claimable(queue).with_for_update(skip_locked=True)
 
-    def claim(
-        self, conn: Connection, queue: str, values: Mapping[str, Any]
-    ) -> Mapping[str, Any] | None:
-        """One `UPDATE ... RETURNING`, which also notifies the task's channel for followers."""
-        oldest = self.claimable(queue).with_only_columns(tasks.c.id).scalar_subquery()
-        channel = literal(channel_name("task_")) + cast(tasks.c.id, Text)
-        statement = (
-            update(tasks)
-            .where(tasks.c.id == oldest, tasks.c.status == Status.PENDING.value)
-            .values(**values)
-            .returning(*tasks.c, func.pg_notify(channel, ""))
-        )
-        row = conn.execute(statement).first()
-        return None if row is None else dict(row._mapping)
+    def _oldest(self) -> Select[Any]:
+        return super()._oldest().with_for_update(skip_locked=True)
+
+    @cached_property
+    def row_notify(self) -> ColumnElement[Any] | None:
+        """`pg_notify('rsx_task_<id>', '')`, evaluated for the row an UPDATE returns."""
+        return func.pg_notify(literal(channel_name("task_")) + cast(tasks.c.id, Text), "")
+
+    @cached_property
+    def insert_statement(self) -> Any:
+        """One statement: the queue's advisory lock in its FROM clause, held to the commit,
+        and the queue's channel notified in its RETURNING clause. Parameters: the row's
+        columns, `lock_key` and `channel`."""
+        lock = select(
+            func.pg_advisory_xact_lock(bindparam("lock_key", type_=BigInteger))
+        ).subquery()
+        names = [column.name for column in tasks.c if column.name in DISPATCH_COLUMNS]
+        source = select(*(bindparam(n, type_=tasks.c[n].type) for n in names)).select_from(lock)
+        notify = func.pg_notify(bindparam("channel", type_=String), "")
+        return insert(tasks).from_select(names, source).returning(tasks.c.id, notify)
 
     def insert_tasks(
         self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
     ) -> list[int]:
         """Insert under the queue's advisory lock, held to the commit, so that a queue's ids
-        become visible in order and a claim never passes over a task still being inserted.
-
-        One row is one statement: the lock is taken in its FROM clause and the queue's
-        channel notified in its RETURNING clause.
-        """
-        lock = select(func.pg_advisory_xact_lock(lock_key(f"rsx_queue_{queue}"))).subquery()
-        notify = func.pg_notify(channel_name(channel), "")
+        become visible in order and a claim never passes over a task still being inserted;
+        one row is one statement (`insert_statement`)."""
+        key = lock_key(f"rsx_queue_{queue}")
         if len(rows) == 1:
-            names = list(rows[0])
-            source = select(*(literal(rows[0][n], tasks.c[n].type) for n in names))
-            statement = (
-                insert(tasks)
-                .from_select(names, source.select_from(lock))
-                .returning(tasks.c.id, notify)
-            )
-            return [int(conn.execute(statement).scalar_one())]
-        conn.execute(select(lock))
+            params = {**rows[0], "lock_key": key, "channel": channel_name(channel)}
+            return [int(conn.execute(self.insert_statement, params).scalar_one())]
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
         statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
         ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
-        conn.execute(select(notify))
+        self.notify(conn, channel)
         return ids
 
     def notify(self, conn: Connection, channel: str) -> None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, insert, inspect, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from runtime.backends import Backend, Failure, UnsupportedDatabase, backend_for
@@ -64,6 +64,7 @@ class StoreBase:
         self.url = config.database_url
         self.server_id = config.server_id
         self._engine: Engine | None = None
+        self._read_engine: Engine | None = None
         self._backend: Backend | None = None
         self._schema_ready = False
 
@@ -80,18 +81,30 @@ class StoreBase:
 
     @property
     def engine(self) -> Engine:
-        """The engine, made on first use (no connection is opened until a query)."""
+        """The engine of transactions, made on first use (no connection until a query)."""
         if self._engine is None:
-            try:
-                self._engine = self.backend.create_engine(self.url)
-            except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
-                raise BackendError(f"cannot use database {masked_url(self.url)}: {exc}") from None
+            self._engine = self._create_engine(autocommit=False)
         return self._engine
+
+    @property
+    def read_engine(self) -> Engine:
+        """The engine of reads: each statement commits on its own, so a read is one round
+        trip, with no BEGIN or ROLLBACK around it."""
+        if self._read_engine is None:
+            self._read_engine = self._create_engine(autocommit=True)
+        return self._read_engine
+
+    def _create_engine(self, autocommit: bool) -> Engine:
+        try:
+            return self.backend.create_engine(self.url, autocommit=autocommit)
+        except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
+            raise BackendError(f"cannot use database {masked_url(self.url)}: {exc}") from None
 
     def dispose(self, close: bool = True) -> None:
         """Drop pooled connections (before a fork, `close=True`; in the child, `False`)."""
-        if self._engine is not None:
-            self._engine.dispose(close=close)
+        for engine in (self._engine, self._read_engine):
+            if engine is not None:
+                engine.dispose(close=close)
 
     def backend_error(self, exc: BaseException, failure: Failure | None = None) -> BackendError:
         """A one-line `BackendError` for a database failure, without the password."""
@@ -125,9 +138,9 @@ class StoreBase:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only connection, tables ensured first."""
+        """A connection for reads (autocommit), tables ensured first."""
         self.ensure_schema()
-        with self.backend.read(self.engine) as conn:
+        with self.backend.read(self.read_engine) as conn:
             yield conn
 
     def wait_for_change(self, conn: Connection, channel: str, timeout: float) -> None:
@@ -160,7 +173,7 @@ class StoreBase:
 
     def _schema_version(self) -> int | None:
         with self.backend.read(self.engine) as conn:
-            if not inspect(conn).has_table(meta.name):
+            if not conn.dialect.has_table(conn, meta.name):
                 return None
             value = conn.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")

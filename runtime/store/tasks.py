@@ -13,16 +13,16 @@ its task and claims the next in the same transaction (`finish(..., claim_next=..
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
 from runtime.clock import log_line, to_db
 from runtime.processes import is_alive
-from runtime.schema import claimable, status_is, tasks, workers
+from runtime.schema import Timestamp, claimable, status_is, tasks, workers
 from runtime.state import ExecutionMode, Status, TaskStatus
 from runtime.store.base import StoreBase, guarded
 
@@ -106,9 +106,12 @@ class TaskStore(StoreBase):
     @guarded
     def has_claimable(self, queue: str) -> bool:
         """Whether the queue has a task a worker could take now (one index probe)."""
+        statement = self.backend.prepared(
+            "has_claimable",
+            lambda: select(tasks.c.id).where(claimable(bindparam("b_queue"))).limit(1),
+        )
         with self.read() as conn:
-            found = conn.execute(select(tasks.c.id).where(claimable(queue)).limit(1)).first()
-        return found is not None
+            return conn.execute(statement, {"b_queue": queue}).first() is not None
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -193,6 +196,43 @@ class TaskStore(StoreBase):
         with self.write() as conn:
             return self._claim(conn, claimer, to_db(now))
 
+    def _running_update(self, key: Hashable, values: Callable[[], Mapping[str, Any]]) -> Any:
+        """A prepared UPDATE of a task only while it runs in the process bound as `b_pid`
+        (its id bound as `b_id`), setting what `values()` gives; it notifies the task's
+        channel. `values` is called only the first time a `key` is used."""
+
+        def build() -> Any:
+            statement = (
+                update(tasks)
+                .where(
+                    tasks.c.id == bindparam("b_id"),
+                    status_is(Status.RUNNING),
+                    tasks.c.worker_pid == bindparam("b_pid"),
+                )
+                .values(**values())
+            )
+            return self.backend.returning_notify(statement)
+
+        return self.backend.prepared(key, build)
+
+    def _changed(self, conn: Any, statement: Any, params: Mapping[str, Any]) -> bool:
+        """Run a prepared guarded UPDATE; whether it changed the row (notifying if it did)."""
+        result = conn.execute(statement, params)
+        if self.backend.row_notify is not None:
+            return result.first() is not None
+        changed = bool(result.rowcount)
+        if changed:
+            self.backend.notify(conn, task_channel(params["b_id"]))
+        return changed
+
+    def _appended(self, values: dict[str, Any], lines: str, status_data: bool) -> dict[str, Any]:
+        """`values` plus the log append and the status data, when there are any."""
+        if lines:
+            values["status_log"] = func.coalesce(tasks.c.status_log, "") + bindparam("v_lines")
+        if status_data:
+            values["status_data"] = bindparam("v_status_data")
+        return values
+
     @guarded
     def finish(
         self,
@@ -210,27 +250,41 @@ class TaskStore(StoreBase):
         """
         moment = to_db(now)
         assert moment is not None
-        values: dict[str, Any] = {
-            "status": outcome.status.value,
-            "result": outcome.result,
-            "completed_at": moment,
-            "updated_at": moment,
-            "temp_expires_at": case(
-                (
-                    tasks.c.has_temp_directory.is_(True),
-                    moment + timedelta(seconds=outcome.temp_ttl),
-                ),
-                else_=None,
+        has_lines, has_status = bool(outcome.lines), outcome.status_data is not None
+        statement = self._running_update(
+            ("finish", has_lines, has_status),
+            lambda: self._appended(
+                {
+                    "status": bindparam("v_status"),
+                    "result": bindparam("v_result"),
+                    "completed_at": bindparam("v_moment", type_=Timestamp()),
+                    "updated_at": bindparam("v_moment", type_=Timestamp()),
+                    "temp_expires_at": case(
+                        (
+                            tasks.c.has_temp_directory.is_(True),
+                            bindparam("v_expires", type_=Timestamp()),
+                        ),
+                        else_=None,
+                    ),
+                },
+                outcome.lines,
+                has_status,
             ),
+        )
+        params: dict[str, Any] = {
+            "b_id": task_id,
+            "b_pid": pid,
+            "v_status": outcome.status.value,
+            "v_result": outcome.result,
+            "v_moment": moment,
+            "v_expires": moment + timedelta(seconds=outcome.temp_ttl),
         }
-        if outcome.lines:
-            values["status_log"] = func.coalesce(tasks.c.status_log, "") + outcome.lines
-        if outcome.status_data is not None:
-            values["status_data"] = dumps(dict(outcome.status_data))
+        if has_lines:
+            params["v_lines"] = outcome.lines
+        if has_status:
+            params["v_status_data"] = dumps(dict(outcome.status_data or {}))
         with self.write() as conn:
-            done = bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
-            if done:
-                self.backend.notify(conn, task_channel(task_id))
+            done = self._changed(conn, statement, params)
             following = None if claim_next is None else self._claim(conn, claim_next, moment)
         return done, following
 
@@ -247,20 +301,28 @@ class TaskStore(StoreBase):
         now: datetime,
     ) -> bool:
         """Append log lines and store status data of a running task; False if not ours."""
-        values: dict[str, Any] = {"updated_at": to_db(now)}
-        if lines:
-            values["status_log"] = func.coalesce(tasks.c.status_log, "") + lines
-        if status_data is not None:
-            values["status_data"] = dumps(dict(status_data))
-        if has_temp_directory:
-            values["has_temp_directory"] = True
+        params: dict[str, Any] = {"b_id": task_id, "b_pid": pid, "v_moment": to_db(now)}
         if temp_ttl is not None:
-            values["temp_ttl_seconds"] = temp_ttl
+            params["v_temp_ttl"] = temp_ttl
+        if lines:
+            params["v_lines"] = lines
+        if status_data is not None:
+            params["v_status_data"] = dumps(dict(status_data))
+        has_status = status_data is not None
+        has_ttl = temp_ttl is not None
+
+        def values() -> dict[str, Any]:
+            changes: dict[str, Any] = {"updated_at": bindparam("v_moment", type_=Timestamp())}
+            if has_temp_directory:
+                changes["has_temp_directory"] = True
+            if has_ttl:
+                changes["temp_ttl_seconds"] = bindparam("v_temp_ttl")
+            return self._appended(changes, lines, has_status)
+
+        key = ("progress", bool(lines), has_status, has_temp_directory, has_ttl)
+        statement = self._running_update(key, values)
         with self.write() as conn:
-            changed = bool(conn.execute(self._running(task_id, pid).values(**values)).rowcount)
-            if changed:
-                self.backend.notify(conn, task_channel(task_id))
-            return changed
+            return self._changed(conn, statement, params)
 
     @guarded
     def mark_stuck(self, task_id: int, pid: int | None, reason: str, now: datetime) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from runtime.clock import from_db, to_db
 from runtime.processes import is_alive
@@ -56,14 +56,31 @@ class WorkerStore(StoreBase):
             workers.c.heartbeat_at,
         ).where(workers.c.server_id == self.server_id)
 
+    def _queue_workers(self) -> Any:
+        """This server's worker rows of the queue bound as `b_queue` (prepared)."""
+        return self.backend.prepared(
+            "queue_workers",
+            lambda: select(
+                workers.c.id,
+                workers.c.pid,
+                workers.c.process_started,
+                workers.c.queue_name,
+                workers.c.heartbeat_at,
+            ).where(
+                workers.c.server_id == bindparam("b_server"),
+                workers.c.queue_name == bindparam("b_queue"),
+            ),
+        )
+
     @guarded
     def live_workers(self, now: datetime, queue: str | None = None) -> Counter[str]:
         """Live and starting workers of this server, by queue (an unlocked estimate)."""
-        query = self._worker_rows()
-        if queue is not None:
-            query = query.where(workers.c.queue_name == queue)
         with self.read() as conn:
-            rows = conn.execute(query).all()
+            if queue is None:
+                rows = conn.execute(self._worker_rows()).all()
+            else:
+                params = {"b_server": self.server_id, "b_queue": queue}
+                rows = conn.execute(self._queue_workers(), params).all()
         return Counter(r.queue_name for r in rows if worker_alive(r, now))
 
     def _free_slots(self, conn: Connection, queue: str, limits: Limits, now: datetime) -> int:

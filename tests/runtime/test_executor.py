@@ -44,7 +44,8 @@ def test_a_short_task_that_logs_costs_one_write_transaction(
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         Executor(
-            app.config, app.store, lambda: registry, "default", worker_id, reports.append,
+            app.config, app.store, lambda: registry, "default", worker_id,
+            lambda *messages: reports.extend(messages),
             os.getppid(),
         ).run()
     finally:
