@@ -17,7 +17,7 @@ INT64_MAX = 2**63 - 1
 MAX_DURATION_SECONDS = 315_360_000
 """Ten years: the longest timeout, temp-directory TTL or stuck-after delay accepted."""
 
-MAX_DURATION_TEXT = "315360000 (10 years)"
+MAX_DURATION_TEXT = "315360000 seconds (10 years)"
 
 MAX_RETENTION_DAYS = 36_500
 """A hundred years: the longest `task_retention_days` accepted."""

@@ -233,7 +233,7 @@ def test_a_duration_bound_says_how_long_it_is(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(write(tmp_path, "[tasks]\ndefault_timeout = 3000000000\n"))
     assert raised.value.message == (
-        "'tasks.default_timeout' must be <= 315360000 (10 years), got 3000000000"
+        "'tasks.default_timeout' must be <= 315360000 seconds (10 years), got 3000000000"
     )
 
 

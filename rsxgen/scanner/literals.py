@@ -11,6 +11,9 @@ from typing import Any
 
 import libcst as cst
 
+MAX_INT_BITS = 13_000
+"""Larger integers cannot be written in decimal by default (Python's 4,300-digit limit)."""
+
 
 class NotLiteral(Exception):
     """The expression is not a literal constant; the message says what it is instead."""
@@ -27,7 +30,10 @@ def literal_value(node: cst.BaseExpression) -> Any:
             return _NAMED[node.value]
         raise NotLiteral(f"the name '{node.value}'")
     if isinstance(node, cst.Integer):
-        return node.evaluated_value
+        number = node.evaluated_value
+        if number.bit_length() > MAX_INT_BITS:
+            raise NotJson(f"an integer of {number.bit_length()} bits (more than {MAX_INT_BITS})")
+        return number
     if isinstance(node, cst.Float):
         return _finite(node.evaluated_value, node.value)
     if isinstance(node, cst.Imaginary):
@@ -92,7 +98,7 @@ _NAMED: dict[str, Any] = {"True": True, "False": False, "None": None}
 
 def _finite(value: float, written: str) -> float:
     if not math.isfinite(value):
-        raise NotJson(f"the number {written}, which has no JSON form")
+        raise NotJson(f"the number {written}")
     return value
 
 
