@@ -14,6 +14,10 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 """The range of a 64-bit BIGINT column: task ids outside it name no task."""
 
+MAX_INT_BITS = 13_000
+"""Larger integers cannot be written in decimal (Python's default 4,300-digit limit), so
+neither the compiler (defaults) nor the runtime (parameters) accepts them."""
+
 MAX_DURATION_SECONDS = 315_360_000
 """Ten years: the longest timeout, temp-directory TTL or stuck-after delay accepted."""
 

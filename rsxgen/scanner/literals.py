@@ -11,8 +11,7 @@ from typing import Any
 
 import libcst as cst
 
-MAX_INT_BITS = 13_000
-"""Larger integers cannot be written in decimal by default (Python's 4,300-digit limit)."""
+from runtime.limits import MAX_INT_BITS
 
 
 class NotLiteral(Exception):
