@@ -23,6 +23,7 @@ CODES: dict[str, str] = {
     "RSX013": "task name defined twice in one service",
     "RSX014": "service file does not parse",
     "RSX015": "config error",
+    "RSX016": "parameter name the generated parameter model cannot use",
 }
 
 

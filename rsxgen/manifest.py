@@ -12,9 +12,46 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from rsxgen.spelling import ALIASES, SHADOWABLE, JsonType, parse_spelling
 from runtime.text import escape_controls
 
 HEADER_SOURCE_DEFAULT = "services"
+
+BASE_MODEL_NAMES = frozenset(
+    {
+        "construct",
+        "copy",
+        "dict",
+        "from_orm",
+        "json",
+        "parse_file",
+        "parse_obj",
+        "parse_raw",
+        "schema",
+        "schema_json",
+        "update_forward_refs",
+        "validate",
+    }
+)
+"""pydantic `BaseModel`'s public attributes that do not start with `model_` (pydantic 2).
+
+A field of that name shadows the attribute (pydantic warns, mypy rejects the override),
+and names starting with `model_` are pydantic's own namespace (`model_config`,
+`model_dump`, ...), so neither can be a parameter of the generated model."""
+
+
+def reserved_param(name: str) -> str | None:
+    """Why a parameter cannot be called `name` in the generated model, or None if it can."""
+    if name.startswith("_"):
+        return (
+            "starts with an underscore, so pydantic would keep it out of the generated "
+            "parameter model and it could never be passed"
+        )
+    if name.startswith("model_"):
+        return "is in pydantic's reserved model_ namespace (model_config, model_dump, ...)"
+    if name in BASE_MODEL_NAMES:
+        return f"is an attribute of pydantic's BaseModel (BaseModel.{name})"
+    return None
 
 
 def camel(dotted: str) -> str:
@@ -60,10 +97,16 @@ class Param:
         mutable = self.default is not None and self.default[:1] in ("[", "{")
         return f"{self.signature},  # noqa: B006" if mutable else f"{self.signature},"
 
-    @property
-    def field(self) -> str:
-        """The pydantic model field line (without indentation)."""
-        return self.signature
+    @cached_property
+    def kind(self) -> JsonType:
+        """The type `type` spells."""
+        return parse_spelling(self.type)
+
+    def field(self, shadowed: frozenset[str] = frozenset()) -> str:
+        """The pydantic model field line (without indentation), naming each of `shadowed`
+        through its module alias (a field called `int` hides `int` in the class body)."""
+        spelled = f"{self.name}: {self.kind.spell(shadowed)}"
+        return spelled if self.default is None else f"{spelled} = {self.default}"
 
 
 @dataclass(frozen=True)
@@ -223,24 +266,42 @@ class Manifest:
             visit(node)
         return tuple(ordered)
 
+    @cached_property
+    def shadowed(self) -> frozenset[str]:
+        """Names the registry's annotations use that some parameter is also called.
+
+        In a class body a field `int: int = 1` hides the builtin from every later
+        annotation (pydantic then fails at import, mypy rejects it), so registry.py
+        spells these names through module aliases, for every model alike.
+        """
+        return frozenset(p.name for t in self.tasks for p in t.params) & SHADOWABLE
+
+    @cached_property
+    def used_names(self) -> frozenset[str]:
+        """The builtins and modules the parameter annotations use."""
+        return frozenset().union(*(p.kind.names() for t in self.tasks for p in t.params))
+
+    @property
+    def registry_models(self) -> tuple[tuple[TaskDef, tuple[str, ...]], ...]:
+        """Each task with the field lines of its parameter model in registry.py."""
+        return tuple((t, tuple(p.field(self.shadowed) for p in t.params)) for t in self.tasks)
+
     @property
     def registry_imports(self) -> tuple[str, ...]:
-        """Standard modules that registry.py imports for its parameter annotations."""
-        used = (("datetime", self.uses_datetime), ("typing", self.uses_typing))
-        return tuple(name for name, needed in used if needed)
+        """The import lines registry.py needs for its annotations, sorted by module."""
+        lines = []
+        if self.used_names & (self.shadowed - {"datetime", "typing"}):
+            lines.append(f"import builtins as {ALIASES['builtins']}")
+        for module in ("datetime", "typing"):
+            if module in self.used_names:
+                alias = f" as {ALIASES[module]}" if module in self.shadowed else ""
+                lines.append(f"import {module}{alias}")
+        return tuple(lines)
 
     @property
     def client_imports(self) -> tuple[str, ...]:
         """Standard modules that tasks.py imports (`typing` for `run`'s `typing.Any`)."""
-        return ("datetime", "typing") if self.uses_datetime else ("typing",)
-
-    @property
-    def uses_datetime(self) -> bool:
-        return any("datetime." in p.type for t in self.tasks for p in t.params)
-
-    @property
-    def uses_typing(self) -> bool:
-        return any("typing." in p.type for t in self.tasks for p in t.params)
+        return ("datetime", "typing") if "datetime" in self.used_names else ("typing",)
 
     def to_data(self) -> dict[str, Any]:
         """The manifest.json content."""

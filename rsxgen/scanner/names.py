@@ -14,6 +14,7 @@ annotations, which may be forward references, fall back to any binding of the mo
 from __future__ import annotations
 
 import builtins
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +40,11 @@ LOCAL = None
 """A binding that is not an import (def, class, assignment, parameter): not resolvable."""
 
 
+def normal(name: str) -> str:
+    """The identifier as Python reads it: NFKC-normalised, so `ﬁnd` is `find`."""
+    return name if name.isascii() else unicodedata.normalize("NFKC", name)
+
+
 class Scope:
     """Names bound in the body of function or class `owner`: name → import target or `LOCAL`.
 
@@ -57,9 +63,9 @@ class Scope:
     @property
     def names(self) -> dict[str, str | None]:
         if self._names is None:
-            self._names = {name: LOCAL for name in self._params}
+            self._names = {normal(name): LOCAL for name in self._params}
             for name, target in _suite_bindings(self._body):
-                self._names[name] = target
+                self._names[normal(name)] = _normal_target(target)
         return self._names
 
 
@@ -74,7 +80,8 @@ class ModuleNames:
         table = cls()
         for index, statement in enumerate(module.body):
             for name, target in bindings_of((statement,)):
-                table.bindings.setdefault(name, []).append((index, target))
+                entry = (index, _normal_target(target))
+                table.bindings.setdefault(normal(name), []).append(entry)
         return table
 
     def qualified(
@@ -94,6 +101,7 @@ class ModuleNames:
         dotted = node if isinstance(node, str) else get_full_name_for_node(node)
         if dotted is None:
             return None
+        dotted = normal(dotted)
         head, _, rest = dotted.partition(".")
         for depth, scope in enumerate(reversed(scopes)):
             if scope.kind == "class" and depth > 0:
@@ -206,6 +214,10 @@ def _target_names(target: cst.BaseExpression) -> Iterator[str]:
 def _alias_name(alias: cst.ImportAlias) -> str:
     assert alias.asname is not None
     return get_full_name_for_node(alias.asname.name) or ""
+
+
+def _normal_target(target: str | None) -> str | None:
+    return target if target is None else normal(target)
 
 
 def _join(target: str | None, rest: str) -> str | None:

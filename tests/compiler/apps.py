@@ -13,7 +13,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
-GOOD_FIXTURES = ("demo", "minimal", "nested")
+GOOD_FIXTURES = ("awkward", "demo", "minimal", "nested", "typed")
 BIN = Path(sys.executable).parent
 
 

@@ -33,7 +33,7 @@ from runtime.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "fixtures" / "bad"
 BAD_CASES = sorted(path.name for path in BAD.iterdir() if path.is_dir())
-GOOD_CASES = ("demo", "minimal", "nested")
+GOOD_CASES = ("awkward", "demo", "minimal", "nested", "typed")
 BUILTIN = REPO / "runtime" / "cleanup_service.py"
 
 
@@ -332,7 +332,9 @@ def test_nested_function_shadowing_is_scoped() -> None:
         ("Union[None, int]", "int | None"),
         ("Optional[int] | None", "int | None"),
         ("Literal['a', 'b']", "typing.Literal['a', 'b']"),
-        ('typing.Literal[1, -2, True, None, "x"]', "typing.Literal[1, -2, True, None, 'x']"),
+        ('typing.Literal[1, -2, True, None, "x"]', "typing.Literal[1, -2, True, 'x'] | None"),
+        ("Literal[None]", "None"),
+        ("Literal['a', None] | None", "typing.Literal['a'] | None"),
         ("datetime.datetime", "datetime.datetime"),
         ("date", "datetime.date"),
         ("dt.date | None", "datetime.date | None"),
