@@ -8,6 +8,8 @@ lists) is a property here, so the templates stay free of logic.
 from __future__ import annotations
 
 import json
+import keyword
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -38,6 +40,21 @@ BASE_MODEL_NAMES = frozenset(
 A field of that name shadows the attribute (pydantic warns, mypy rejects the override),
 and names starting with `model_` are pydantic's own namespace (`model_config`,
 `model_dump`, ...), so neither can be a parameter of the generated model."""
+
+
+def normal(name: str) -> str:
+    """The identifier as Python reads it: NFKC-normalised, so `ﬁnd` is `find`."""
+    return name if name.isascii() else unicodedata.normalize("NFKC", name)
+
+
+def is_name(name: object) -> bool:
+    """Whether `name` is an identifier as Python reads it and not a keyword."""
+    return (
+        isinstance(name, str)
+        and name.isidentifier()
+        and not keyword.iskeyword(name)
+        and normal(name) == name
+    )
 
 
 def reserved_param(name: str) -> str | None:

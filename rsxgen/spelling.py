@@ -167,3 +167,12 @@ def _literal(node: ast.expr) -> Any:
     ):
         return node.value
     raise SpellingError(f"not a Literal value: {ast.unparse(node)!r}")
+
+
+def to_json(value: Any) -> Any:
+    """The JSON-ready form of a literal value: tuples become lists."""
+    if isinstance(value, tuple | list):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return value

@@ -11,7 +11,10 @@ from typing import Any
 
 import libcst as cst
 
+from rsxgen.spelling import to_json
 from runtime.limits import MAX_INT_BITS
+
+__all__ = ["NotJson", "NotLiteral", "literal_value", "string_value", "to_json"]
 
 
 class NotLiteral(Exception):
@@ -81,15 +84,6 @@ def string_value(node: cst.SimpleString | cst.ConcatenatedString) -> str | bytes
         if raw[0] in "'\"" and "\\" not in raw and raw[:3] not in ('"""', "'''"):
             return raw[1:-1]
     return node.evaluated_value
-
-
-def to_json(value: Any) -> Any:
-    """The JSON-ready form of a literal value: tuples become lists."""
-    if isinstance(value, tuple | list):
-        return [to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: to_json(item) for key, item in value.items()}
-    return value
 
 
 _NAMED: dict[str, Any] = {"True": True, "False": False, "None": None}

@@ -14,12 +14,13 @@ annotations, which may be forward references, fall back to any binding of the mo
 from __future__ import annotations
 
 import builtins
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
+
+from rsxgen.manifest import normal
 
 RUNTIME_EXPORTS = (
     "BackendError",
@@ -38,11 +39,6 @@ RUNTIME_EXPORTS = (
 
 LOCAL = None
 """A binding that is not an import (def, class, assignment, parameter): not resolvable."""
-
-
-def normal(name: str) -> str:
-    """The identifier as Python reads it: NFKC-normalised, so `ﬁnd` is `find`."""
-    return name if name.isascii() else unicodedata.normalize("NFKC", name)
 
 
 class Scope:

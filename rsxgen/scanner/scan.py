@@ -19,9 +19,10 @@ import warnings
 import libcst as cst
 
 from rsxgen.diagnostics import Diagnostic
+from rsxgen.manifest import normal
 from rsxgen.scanner.decorators import Decorated, DecoratorGatherer
 from rsxgen.scanner.facts import FileScan, Position, TaskFacts
-from rsxgen.scanner.names import ModuleNames, normal
+from rsxgen.scanner.names import ModuleNames
 from rsxgen.scanner.positions import Positions
 from rsxgen.scanner.report import Report
 from rsxgen.scanner.signatures import SignatureGatherer

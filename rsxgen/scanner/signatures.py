@@ -11,10 +11,10 @@ from typing import Any
 
 import libcst as cst
 
-from rsxgen.manifest import Param, reserved_param
+from rsxgen.manifest import Param, normal, reserved_param
 from rsxgen.scanner.decorators import Decorated
 from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, string_value, to_json
-from rsxgen.scanner.names import ModuleNames, normal
+from rsxgen.scanner.names import ModuleNames
 from rsxgen.scanner.report import Report, code_of
 from rsxgen.scanner.types import JsonType, Resolve, TypeProblem, json_type
 

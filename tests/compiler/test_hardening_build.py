@@ -5,14 +5,19 @@ Every test runs the real CLI in a subprocess against a copy of the minimal fixtu
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.compiler.apps import copy_fixture, rsxgen
+from rsxgen.build import build
+from runtime.config import parse_config
+from tests.compiler.apps import copy_fixture, read_tree, rsxgen
 
 
 def _app(tmp_path: Path) -> Path:
@@ -155,3 +160,91 @@ def test_an_integer_default_too_large_to_print_is_rsx010_not_an_internal_error(
         "services/huge.py:5:36: error[RSX010]: the default of 'n' is an integer of 20000 bits "
         "(more than 13000), which has no JSON form"
     )
+
+
+# The build cache is data anyone who can write storage/ can edit: an entry no scan could
+# have made is scanned again, so nothing written there reaches the generated code.
+
+INJECTED = "open('PWNED', 'w').close()"
+
+
+def _poison(entry: dict[str, Any], how: str) -> None:
+    task = entry["tasks"][0]
+    param = task["params"][0]
+    if how == "type":
+        param["type"] = f"str\n    {INJECTED}\n    x: int"
+    elif how == "default":
+        param["default"] = f"__import__('builtins').exec({INJECTED!r})"
+    elif how == "default-not-its-type":
+        param["default"] = "[1, 2]"
+    elif how == "param-name":
+        param["name"] = f"name\n{INJECTED}\n#"
+    elif how == "reserved-param-name":
+        param["name"] = "model_config"
+    elif how == "task-name":
+        task["name"] = f"greet = None\n{INJECTED}\n#"
+    elif how == "timeout":
+        task["timeout"] = f"1); {INJECTED}; (1"
+    elif how == "huge-timeout":
+        task["timeout"] = 3_000_000_000
+    elif how == "cron":
+        task["cron"] = "61 * * * *"
+    elif how == "service":
+        entry["service"] = f"hello\n{INJECTED}\n#"
+    elif how == "diagnostic-code":
+        entry["diagnostics"] = [["services/hello.py", 1, 1, "RSX999", "no such code"]]
+    elif how == "not-a-dict":
+        entry.clear()
+        entry["tasks"] = "everything"
+
+
+POISONS = [
+    "type",
+    "default",
+    "default-not-its-type",
+    "param-name",
+    "reserved-param-name",
+    "task-name",
+    "timeout",
+    "huge-timeout",
+    "cron",
+    "service",
+    "diagnostic-code",
+    "not-a-dict",
+]
+
+
+@pytest.mark.parametrize("how", POISONS)
+def test_an_edited_cache_entry_is_scanned_again_and_injects_nothing(
+    tmp_path: Path, how: str
+) -> None:
+    app = _app(tmp_path)
+    config = parse_config(app / "rsx.toml")
+    assert build(config).summary is not None
+    clean = read_tree(app / "generated")
+    cache = app / "storage" / ".rsxgen-cache.json"
+    stored = json.loads(cache.read_text())
+    (key,) = [k for k, e in stored["scans"].items() if e["path"] == "services/hello.py"]
+    scanned = json.loads(json.dumps(stored["scans"][key]))
+    shutil.rmtree(app / "generated")
+    _poison(stored["scans"][key], how)
+    cache.write_text(json.dumps(stored))
+
+    outcome = build(config)
+    assert outcome.diagnostics == ()
+    assert read_tree(app / "generated") == clean
+    assert json.loads(cache.read_text())["scans"][key] == scanned
+
+
+def test_output_names_in_the_cache_that_leave_the_output_folder_are_ignored(
+    tmp_path: Path,
+) -> None:
+    app = _app(tmp_path)
+    assert rsxgen("build", cwd=app).returncode == 0
+    cache = app / "storage" / ".rsxgen-cache.json"
+    data = json.loads(cache.read_text())
+    data["output"]["../rsx.toml"] = "0" * 64
+    cache.write_text(json.dumps(data))
+    result = rsxgen("build", cwd=app)
+    assert result.returncode == 0, result.stderr
+    assert "../rsx.toml" not in json.loads(cache.read_text())["output"]
