@@ -23,7 +23,7 @@ from runtime.registry import TaskEntry
 from runtime.state import Status, TaskStatus
 from runtime.status import Follower, progress_bar, render
 from runtime.validation import validate
-from tests.compiler.apps import built_registry
+from tests.compiler.apps import built_registry, copy_fixture, rsxgen
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +242,50 @@ def test_set_temp_expiration_refuses_more_than_ten_years_where_it_is_called() ->
     with pytest.raises(ValueError, match="non-negative"):
         instance.set_temp_expiration(-1)
     assert sink.expirations == [315_360_000]
+
+
+# python -m runtime.run: every value the CLI can express arrives; bad text is one line.
+
+
+@pytest.fixture(scope="module")
+def typed_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("typed_app")
+    config = copy_fixture("typed", root)
+    assert rsxgen("build", "--config", str(config), cwd=root).returncode == 0
+    return config.parent
+
+
+def _run(app: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.run", "kinds", *args],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_none_parameter_is_given_as_null(typed_app: Path) -> None:
+    done = _run(typed_app, "nothing", "--value=null")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "null\n", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("names", "--value=" + "[" * 100_000), "--value: JSON nested too deeply: '[[[["),
+        (("anything", "--value=" + "1" * 5000), "--value: Exceeds the limit (4300 digits)"),
+        (("count", "--=3"), "option '--=3' has no parameter name"),
+        (("ratio", "--value=nan"), "value: must be a finite number, not nan"),
+    ],
+    ids=["deep-json", "long-number", "empty-name", "nan"],
+)
+def test_bad_command_line_values_are_one_line_exit_2(
+    typed_app: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = _run(typed_app, *args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 400, done.stderr
+    assert message in lines[0]
