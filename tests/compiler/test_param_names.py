@@ -23,6 +23,7 @@ import pytest
 
 from rsxgen.build import build
 from rsxgen.diagnostics import render_all
+from rsxgen.manifest import reserved_param
 from runtime.config import parse_config
 from runtime.validation import validate
 from tests.compiler.apps import copy_fixture, rsxgen
@@ -223,3 +224,11 @@ def test_tasks_whose_names_python_reads_as_one_are_rsx013(tmp_path: Path) -> Non
         "services/hello.py:9:5: error[RSX013]: task 'find' is already defined at line 5 of "
         "this file (find and ﬁnd are one name to Python)\n"
     )
+
+
+def test_the_reserved_names_cover_every_public_attribute_of_the_installed_base_model() -> None:
+    """The build does not import pydantic, so its list is written out; this notices drift."""
+    import pydantic
+
+    public = {name for name in dir(pydantic.BaseModel) if not name.startswith("_")}
+    assert {name for name in public if reserved_param(name) is None} == set()
