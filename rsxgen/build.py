@@ -22,6 +22,7 @@ from rsxgen.cache import CACHE_NAME, BuildCache, Summary, output_key, scan_key
 from rsxgen.diagnostics import Diagnostic
 from rsxgen.render import render
 from rsxgen.scanner import FileScan, scan_file
+from rsxgen.scanner.facts import CacheEntryError
 from rsxgen.validate import validate
 from rsxgen.writer import Plan
 from runtime.config import Config
@@ -144,14 +145,23 @@ def read_all(sources: Sequence[Source]) -> list[tuple[bytes, str, str, str]]:
 def scan_all(
     jobs: Sequence[tuple[bytes, str, str, str]], keys: Sequence[str], cache: BuildCache
 ) -> list[FileScan]:
-    """The scan of every job, from the cache when its key is there."""
-    todo = [(key, job) for key, job in zip(keys, jobs, strict=True) if key not in cache.scans]
+    """The scan of every job: from the cache when its key is there and its entry is one a
+    scan of that file could be (the cache file is not trusted), else scanned now."""
+    scans: dict[str, FileScan] = {}
+    for key, (_, path, service, module) in zip(keys, jobs, strict=True):
+        if key in cache.scans:
+            try:
+                scans[key] = FileScan.from_data(cache.scans[key], path, service, module)
+            except CacheEntryError:
+                del cache.scans[key]
+    todo = [(key, job) for key, job in zip(keys, jobs, strict=True) if key not in scans]
     if todo:
         fresh = parallel_map(_scan_data, [job for _, job in todo])
-        for (key, _), data in zip(todo, fresh, strict=True):
+        for (key, (_, path, service, module)), data in zip(todo, fresh, strict=True):
             cache.scans[key] = data
+            scans[key] = FileScan.from_data(data, path, service, module)
         cache.dirty = True
-    return [FileScan.from_data(cache.scans[key]) for key in keys]
+    return [scans[key] for key in keys]
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

@@ -4,7 +4,8 @@ Stored as one JSON file in the app's storage folder. The whole cache belongs to 
 version of the compiler's code (a digest of its source files and templates); a scan is
 keyed by a digest of the file's path, service and module names and its bytes, so an
 entry is never used for input it was not made from. A missing, unreadable or foreign
-cache is simply empty: the cache only ever saves time.
+cache is simply empty: the cache only ever saves time. Its scans are checked when used
+(`FileScan.from_data`): an entry no scan could have made is scanned again.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class BuildCache:
         key = data.get("output_key")
         if not isinstance(scans, dict) or not isinstance(output, dict):
             return cls(path)
+        if not all(_file_name(name) and _digest(value) for name, value in output.items()):
+            output, key = {}, None
         summary = data.get("summary")
         counts = (
             Summary(*summary)
@@ -121,3 +124,20 @@ class BuildCache:
         except OSError:
             with contextlib.suppress(OSError):
                 temp.unlink(missing_ok=True)
+
+
+def _file_name(name: object) -> bool:
+    """A plain file name of the output folder (the cache names no other file)."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )
+
+
+def _digest(value: object) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runtime.text import escape_controls
+
 CODES: dict[str, str] = {
     "RSX001": "queue not defined in config",
     "RSX002": "decorator argument not a literal",
     "RSX003": "description missing or empty",
-    "RSX004": "timeout not a positive integer",
+    "RSX004": "timeout not a positive integer in range",
     "RSX005": "invalid cron expression",
     "RSX006": "@schedule without @task",
     "RSX007": "first parameter missing or not annotated TaskInstance",
@@ -21,6 +23,7 @@ CODES: dict[str, str] = {
     "RSX013": "task name defined twice in one service",
     "RSX014": "service file does not parse",
     "RSX015": "config error",
+    "RSX016": "parameter name the generated parameter model cannot use",
 }
 
 
@@ -39,7 +42,9 @@ class Diagnostic:
             raise ValueError(f"unknown diagnostic code {self.code}")
 
     def render(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: error[{self.code}]: {self.message}"
+        """One line: control characters of the path or message (quoted code) are escaped."""
+        text = f"{self.path}:{self.line}:{self.col}: error[{self.code}]: {self.message}"
+        return escape_controls(text)
 
 
 def render_all(diagnostics: Iterable[Diagnostic]) -> str:

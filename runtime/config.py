@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime import limits, urls
 from runtime.errors import ConfigError
+from runtime.text import escape_controls, first_control, shorten
 
 CONFIG_NAME = "rsx.toml"
 PYPROJECT_NAME = "pyproject.toml"
-BUILTIN_QUEUES = ("default", "scheduled")
 
 _STR_KEYS = {
     "services": "services",
@@ -29,22 +30,20 @@ _STR_KEYS = {
     "storage": "storage",
     "timezone": "UTC",
 }
-_INT_KEYS = {
-    "server_id": 1,
-    "global_max_workers": 1,
-    "default_timeout": 1800,
-    "cleanup_stuck_after": 1800,
-    "temp_directory_default_ttl": 3600,
-    "task_retention_days": 30,
-    "worker_idle_seconds": 10,
+_INT_KEYS: dict[str, tuple[int, int, int]] = {
+    # key: (default, minimum, maximum)
+    "server_id": (1, 1, limits.INT32_MAX),
+    "global_max_workers": (1, 1, limits.INT32_MAX),
+    "default_timeout": (1800, 1, limits.MAX_DURATION_SECONDS),
+    "cleanup_stuck_after": (1800, 0, limits.MAX_DURATION_SECONDS),
+    "temp_directory_default_ttl": (3600, 0, limits.MAX_DURATION_SECONDS),
+    "task_retention_days": (30, 0, limits.MAX_RETENTION_DAYS),
+    "worker_idle_seconds": (10, 0, limits.MAX_WORKER_IDLE_SECONDS),
+    "max_log_bytes": (4_000_000, limits.MIN_OUTPUT_BYTES, limits.MAX_OUTPUT_BYTES),
+    "max_result_bytes": (4_000_000, limits.MIN_OUTPUT_BYTES, limits.MAX_OUTPUT_BYTES),
 }
-_MIN_ONE = {"global_max_workers", "default_timeout", "server_id"}
-_MIN_ZERO = {
-    "cleanup_stuck_after",
-    "temp_directory_default_ttl",
-    "task_retention_days",
-    "worker_idle_seconds",
-}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_DEFAULT_LOG_LEVEL = "info"
 _DEFAULT_QUEUES = {"default": 1, "scheduled": 1}
 
 
@@ -73,6 +72,9 @@ class Config:
     temp_directory_default_ttl: int = 3600
     task_retention_days: int = 30
     worker_idle_seconds: int = 10
+    log_level: str = "INFO"
+    max_log_bytes: int = 4_000_000
+    max_result_bytes: int = 4_000_000
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
 
     @property
@@ -140,19 +142,20 @@ def parse_config(path: Path) -> Config:
         line = _toml_error_line(str(exc))
         raise ConfigError(f"invalid TOML: {exc}", path=shown, line=line) from None
 
-    is_pyproject = path.name == PYPROJECT_NAME
-    prefix = "tool.rsx." if is_pyproject else ""
-    if is_pyproject:
-        root_table: Any = data.get("tool", {}).get("rsx", {})
-        allowed_top = {"tasks"}
-    else:
-        root_table = data
-        allowed_top = {"tasks"}
     locate = _Locator(text, shown)
+    prefix = "tool.rsx." if path.name == PYPROJECT_NAME else ""
+    root_table: Any = data
+    if prefix:
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise locate.error("tool", "'tool' must be a table")
+        root_table = tool.get("rsx", {})
+        if not isinstance(root_table, dict):
+            raise locate.error("tool.rsx", "'tool.rsx' must be a table")
 
     for key in root_table:
-        if key not in allowed_top:
-            raise locate.error(f"{prefix}{key}", f"unknown key '{prefix}{key}'")
+        if key != "tasks":
+            raise locate.error(f"{prefix}{key}", f"unknown key '{prefix}{_shown(key)}'")
     tasks = root_table.get("tasks", {})
     if not isinstance(tasks, dict):
         raise locate.error(f"{prefix}tasks", f"'{prefix}tasks' must be a table")
@@ -163,18 +166,20 @@ def parse_config(path: Path) -> Config:
         if key == "queues":
             continue
         if key in _STR_KEYS:
-            if not isinstance(value, str) or not value:
-                raise locate.error(dotted, f"'{dotted}' must be a non-empty string")
-            values[key] = value
+            values[key] = _string(locate, dotted, value)
         elif key in _INT_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise locate.error(dotted, f"'{dotted}' must be an integer")
-            minimum = 1 if key in _MIN_ONE else 0
-            if value < minimum:
-                raise locate.error(dotted, f"'{dotted}' must be >= {minimum}")
-            values[key] = value
+            _, minimum, maximum = _INT_KEYS[key]
+            values[key] = _integer(locate, dotted, value, minimum, maximum)
+        elif key == "log_level":
+            level = _string(locate, dotted, value).lower()
+            if level not in LOG_LEVELS:
+                raise locate.error(
+                    dotted,
+                    f"'{dotted}' must be one of {', '.join(LOG_LEVELS)}, got {_quoted(value)}",
+                )
+            values[key] = level
         else:
-            raise locate.error(dotted, f"unknown key '{dotted}'")
+            raise locate.error(dotted, f"unknown key '{prefix}tasks.{_shown(key)}'")
 
     queues = dict(_DEFAULT_QUEUES)
     raw_queues = tasks.get("queues", {})
@@ -183,49 +188,54 @@ def parse_config(path: Path) -> Config:
     for name, spec in raw_queues.items():
         dotted = f"{prefix}tasks.queues.{name}"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
-            raise locate.error(dotted, f"queue name '{name}' is not a valid name")
+            raise locate.error(dotted, f"queue name {_quoted(name)} is not a valid name")
         if not isinstance(spec, dict):
             raise locate.error(dotted, f"'{dotted}' must be a table like {{ max_workers = 1 }}")
         for sub in spec:
             if sub != "max_workers":
-                raise locate.error(dotted, f"unknown key '{dotted}.{sub}'")
+                raise locate.error(dotted, f"unknown key '{dotted}.{_shown(sub)}'")
         workers = spec.get("max_workers", 1)
-        if isinstance(workers, bool) or not isinstance(workers, int):
-            raise locate.error(dotted, f"'{dotted}.max_workers' must be an integer")
-        if workers < 1:
-            raise locate.error(dotted, f"'{dotted}.max_workers' must be >= 1")
-        queues[name] = workers
+        queues[name] = _integer(
+            locate, f"{dotted}.max_workers", workers, 1, limits.INT32_MAX, line_of=dotted
+        )
 
     env_url = os.environ.get("RSX_DATABASE_URL")
     if env_url:
-        values["database_url"] = env_url
+        values["database_url"] = _string(None, "RSX_DATABASE_URL", env_url)
     env_server = os.environ.get("RSX_SERVER_ID")
     if env_server:
         try:
             server_id = int(env_server)
         except ValueError:
-            raise ConfigError(f"RSX_SERVER_ID must be an integer, got {env_server!r}") from None
-        if server_id < 1:
-            raise ConfigError("RSX_SERVER_ID must be >= 1")
-        values["server_id"] = server_id
+            raise ConfigError(
+                f"RSX_SERVER_ID must be an integer, got {_quoted(env_server)}"
+            ) from None
+        values["server_id"] = _integer(None, "RSX_SERVER_ID", server_id, 1, limits.INT32_MAX)
+
+    url = values.get("database_url", _STR_KEYS["database_url"])
+    problem = urls.check(url)
+    if problem is not None:
+        where = "RSX_DATABASE_URL" if env_url else f"{prefix}tasks.database_url"
+        message = f"'{where}' is not a valid database URL: {problem}"
+        raise ConfigError(message) if env_url else locate.error(where, message)
 
     timezone = values.get("timezone", _STR_KEYS["timezone"])
     try:
         zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise locate.error(
             f"{prefix}tasks.timezone",
-            f"'{prefix}tasks.timezone' is not a known timezone: '{timezone}' "
+            f"'{prefix}tasks.timezone' is not a known timezone: {_quoted(timezone)} "
             "(use an IANA name such as 'Europe/London')",
         ) from None
 
     root = path.parent
-    merged = {**_STR_KEYS, **_INT_KEYS, **values}
+    merged = {**_STR_KEYS, **{key: spec[0] for key, spec in _INT_KEYS.items()}, **values}
     return Config(
         path=path,
         services=(root / merged["services"]).resolve(),
         output=(root / merged["output"]).resolve(),
-        database_url=absolute_sqlite_url(merged["database_url"], root),
+        database_url=absolute_sqlite_url(url, root),
         storage=(root / merged["storage"]).resolve(),
         server_id=merged["server_id"],
         timezone=timezone,
@@ -235,8 +245,58 @@ def parse_config(path: Path) -> Config:
         temp_directory_default_ttl=merged["temp_directory_default_ttl"],
         task_retention_days=merged["task_retention_days"],
         worker_idle_seconds=merged["worker_idle_seconds"],
+        log_level=values.get("log_level", _DEFAULT_LOG_LEVEL).upper(),
+        max_log_bytes=merged["max_log_bytes"],
+        max_result_bytes=merged["max_result_bytes"],
         queues={name: QueueConfig(name, queues[name]) for name in sorted(queues)},
     )
+
+
+def _string(locate: _Locator | None, dotted: str, value: object) -> str:
+    """A non-empty string without control characters (they could reach generated code)."""
+    if not isinstance(value, str) or not value:
+        raise _error(locate, dotted, f"'{dotted}' must be a non-empty string")
+    control = first_control(value)
+    if control is not None:
+        raise _error(
+            locate, dotted, f"'{dotted}' must not contain control characters (found {control})"
+        )
+    return value
+
+
+def _integer(
+    locate: _Locator | None,
+    dotted: str,
+    value: object,
+    minimum: int,
+    maximum: int,
+    line_of: str | None = None,
+) -> int:
+    """An integer (not a bool) from `minimum` to `maximum`, or an error naming `dotted`."""
+    where = line_of or dotted
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _error(locate, where, f"'{dotted}' must be an integer")
+    if value < minimum:
+        raise _error(locate, where, f"'{dotted}' must be >= {minimum}")
+    if value > maximum:
+        shown = limits.MAX_DURATION_TEXT if maximum == limits.MAX_DURATION_SECONDS else str(maximum)
+        raise _error(locate, where, f"'{dotted}' must be <= {shown}, got {value}")
+    return value
+
+
+def _error(locate: _Locator | None, dotted: str, message: str) -> ConfigError:
+    """The error at `dotted`'s line in the file, or without a place (environment values)."""
+    return ConfigError(message) if locate is None else locate.error(dotted, message)
+
+
+def _quoted(value: object) -> str:
+    """A value for a message: quoted, control characters escaped, at most 200 characters."""
+    return f"'{shorten(escape_controls(str(value)))}'"
+
+
+def _shown(key: str) -> str:
+    """A key for a message, control characters escaped."""
+    return escape_controls(key)
 
 
 def absolute_sqlite_url(url: str, root: Path) -> str:

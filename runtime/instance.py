@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
+
 
 class Sink(Protocol):
     """Where a task's log lines, status values and temp-directory facts are recorded."""
@@ -50,9 +52,17 @@ class TaskInstance:
         return self._sink.temp_directory()
 
     def set_temp_expiration(self, seconds: int) -> None:
-        """Keep the temp folder for `seconds` after the task ends instead of the default."""
+        """Keep the temp folder for `seconds` after the task ends instead of the default.
+
+        Raises `ValueError` here, in the task, for anything but an integer from 0 to ten
+        years, rather than later when the worker stores the expiry.
+        """
         if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
             raise ValueError("set_temp_expiration takes a non-negative number of seconds")
+        if seconds > MAX_DURATION_SECONDS:
+            raise ValueError(
+                f"set_temp_expiration takes at most {MAX_DURATION_TEXT}, got {seconds}"
+            )
         self._sink.set_temp_expiration(seconds)
 
     def __repr__(self) -> str:

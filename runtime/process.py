@@ -70,7 +70,9 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
         return 0
 
     from runtime.api import use_config
+    from runtime.logs import configure
 
+    configure(config.log_level)
     log_path = worker_log_path(config, own)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

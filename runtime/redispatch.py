@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli import run_command
+from runtime.cli import fail, run_command
+from runtime.limits import is_task_id
 
 PROG = "python -m runtime.redispatch"
 
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("task_id", type=int, metavar="TASK_ID")
     parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
     args = parser.parse_args(argv)
+    if not is_task_id(args.task_id):
+        return fail(PROG, f"no task with id {args.task_id}")
 
     def body() -> int:
         from runtime.api import Task, use_config

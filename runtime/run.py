@@ -23,6 +23,7 @@ from typing import Any
 
 from runtime.cli import UsageError, fail, run_command
 from runtime.errors import ParamsError
+from runtime.text import escape_controls, shorten
 
 PROG = "python -m runtime.run"
 USAGE = f"usage: {PROG} [--config PATH] SERVICE TASK [--name=value ...]"
@@ -36,7 +37,9 @@ def parse_options(tokens: list[str]) -> dict[str, str | None]:
     while index < len(tokens):
         token = tokens[index]
         if not token.startswith("--") or token == "--":
-            raise UsageError(f"unexpected argument {token!r}: parameters are written --name=value")
+            raise UsageError(
+                f"unexpected argument {shorten(repr(token))}: parameters are written --name=value"
+            )
         body = token[2:]
         value: str | None
         if "=" in body:
@@ -48,8 +51,10 @@ def parse_options(tokens: list[str]) -> dict[str, str | None]:
                 value = following
                 index += 1
         name = name.replace("-", "_")
+        if not name:
+            raise UsageError(f"option {shorten(repr(token))} has no parameter name")
         if name in options:
-            raise UsageError(f"parameter --{name} given twice")
+            raise UsageError(f"parameter --{shorten(escape_controls(name))} given twice")
         options[name] = value
         index += 1
     return options
@@ -62,7 +67,7 @@ def convert(name: str, raw: str | None, annotation: Any) -> Any:
         if inner is bool:
             return True
         raise ParamsError(f"--{name} needs a value")
-    if optional and raw == "null":
+    if (optional or inner in (None, type(None))) and raw == "null":
         return None
     origin = typing.get_origin(inner)
     if inner is bool:
@@ -70,24 +75,40 @@ def convert(name: str, raw: str | None, annotation: Any) -> Any:
             return _BOOLS[raw.lower()]
         except KeyError:
             raise ParamsError(
-                f"--{name}: expected true/false/1/0/yes/no, got {raw!r}"
+                f"--{name}: expected true/false/1/0/yes/no, got {_shown(raw)}"
             ) from None
     if inner in (list, dict) or origin in (list, dict):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ParamsError(f"--{name}: not valid JSON ({exc.msg}): {raw!r}") from None
+        return _json(name, raw, text_too=False)
     if origin is typing.Literal:
         for choice in typing.get_args(inner):
             if raw == (json.dumps(choice) if not isinstance(choice, str) else choice):
                 return choice
         return raw
     if inner is Any:
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw
+        return _json(name, raw, text_too=True)
     return raw
+
+
+def _json(name: str, raw: str, *, text_too: bool) -> Any:
+    """`raw` read as JSON; text that is not JSON is itself when `text_too`, else an error.
+
+    Nesting beyond the parser's depth and numbers too long to convert are errors either way.
+    """
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if text_too:
+            return raw
+        raise ParamsError(f"--{name}: not valid JSON ({exc.msg}): {_shown(raw)}") from None
+    except RecursionError:
+        raise ParamsError(f"--{name}: JSON nested too deeply: {_shown(raw)}") from None
+    except ValueError as exc:
+        raise ParamsError(f"--{name}: {exc.args[0].split(':')[0]}: {_shown(raw)}") from None
+
+
+def _shown(raw: str) -> str:
+    """A command-line value quoted for a message, cut to 200 characters."""
+    return shorten(repr(raw))
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:

@@ -13,17 +13,19 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-from runtime.cli import run_command
+from runtime.cli import fail, run_command
 from runtime.config import load_config
+from runtime.limits import is_task_id
 from runtime.state import Status, TaskStatus
 from runtime.store import Store, task_channel
+from runtime.text import escape_controls
 
 PROG = "python -m runtime.status"
 BAR_WIDTH = 30
 
 
 def render(status: TaskStatus) -> str:
-    """A human-readable report of a task."""
+    """A human-readable report of a task; control characters in it are shown escaped."""
 
     def when(moment: datetime | None) -> str:
         return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
@@ -48,13 +50,20 @@ def render(status: TaskStatus) -> str:
     if status.log:
         lines.append("  log:")
         lines += [f"    {line}" for line in status.log.rstrip("\n").split("\n")]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
+
+
+def printable(text: str) -> str:
+    """`text` as the text view shows it: control characters other than newline and tab
+    escaped (`\x1b`, `\r`), so that a task's log cannot move the cursor or clear the
+    terminal. `--json` output keeps the exact text."""
+    return escape_controls(text, keep="\n\t")
 
 
 def progress_bar(value: Any) -> str:
     """`[#######.......]  40%` for a number 0..100; the raw value otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"progress: {value}"
+        return printable(f"progress: {value}")
     share = max(0.0, min(100.0, float(value)))
     filled = round(BAR_WIDTH * share / 100)
     return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:3.0f}%"
@@ -82,7 +91,7 @@ class Follower:
         complete = fresh[: fresh.rfind("\n") + 1]
         if complete:
             self._clear_bar()
-            self.out.write(complete)
+            self.out.write(printable(complete))
             self.printed += len(complete)
         progress = status.get("progress")
         redraw = self.tty and not self.bar_shown
@@ -110,7 +119,7 @@ class Follower:
                     rest = status.log[self.printed :]
                     if rest:
                         self._clear_bar()
-                        self.out.write(rest if rest.endswith("\n") else rest + "\n")
+                        self.out.write(printable(rest if rest.endswith("\n") else rest + "\n"))
                     if self.bar_shown:
                         self.out.write("\n")
                     self.out.flush()
@@ -125,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow", action="store_true", help="follow log and progress")
     parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
     args = parser.parse_args(argv)
+    if not is_task_id(args.task_id):
+        return fail(PROG, f"no task with id {args.task_id}")
 
     def body() -> int:
         store = Store(load_config(args.config))

@@ -1,39 +1,143 @@
-"""Checking task parameters against the generated pydantic model (imports pydantic)."""
+"""Checking task parameters against the generated pydantic model (imports pydantic).
+
+A validated model holds only values that strict JSON can carry: finite numbers, text that
+UTF-8 can encode, at most `MAX_DEPTH` levels of lists and dicts. Anything else is a
+`ParamsError` naming the field, raised before the task is queued or run, instead of a
+`ValueError` when the row is written or a NaN silently stored as null.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from runtime.errors import ParamsError
+from runtime.limits import MAX_INT_BITS
 from runtime.registry import TaskEntry
+from runtime.text import escape_controls, shorten
+
+MAX_DEPTH = 100
+"""The deepest nesting of lists and dicts a parameter may have."""
+
+MAX_REPORTED = 10
+"""A ParamsError names at most this many bad fields, then counts the rest."""
+
+ECHO_LIMIT = 200
+"""Echoed input is cut to about this many characters, with its full length."""
 
 
 def describe(exc: ValidationError) -> str:
     """Every bad field of a validation error in one line: `a: why; b: why`."""
     parts = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "params"
+        field = _field(error["loc"])
         if error["type"] == "extra_forbidden":
             reason = "unknown parameter"
         elif error["type"] == "missing":
             reason = "missing (required)"
         else:
-            reason = f"{error['msg']} (got {error['input']!r})"
+            reason = f"{error['msg']} (got {echo(error['input'])})"
         parts.append(f"{field}: {reason}")
-    return "; ".join(parts)
+    return _joined(parts)
+
+
+def echo(value: object) -> str:
+    """`repr(value)` for a message, cut to about 200 characters, saying how long it was."""
+    if isinstance(value, str) and len(value) > ECHO_LIMIT:
+        return f"{value[:ECHO_LIMIT]!r}… ({len(value)} characters)"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        return f"<{type(value).__name__}>"
+    return shorten(text, ECHO_LIMIT)
 
 
 def validate(entry: TaskEntry, params: Mapping[str, Any] | None) -> BaseModel:
-    """The params as the task's model (lax coercion, unknown names rejected)."""
+    """The params as the task's model (lax coercion, unknown names rejected).
+
+    Raises `ParamsError` naming each bad field, including values strict JSON cannot hold.
+    """
+    name = f"{entry.service}.{entry.task}"
     if params is not None and not isinstance(params, Mapping):
-        raise ParamsError(
-            f"params of {entry.service}.{entry.task} must be a dict, not {type(params).__name__}"
-        )
+        raise ParamsError(f"params of {name} must be a dict, not {type(params).__name__}")
+    values = dict(params or {})
+    too_deep = [
+        f"{_field(path)}: nested more than {MAX_DEPTH} levels deep" for path in _deep(values)
+    ]
+    if too_deep:
+        raise ParamsError(f"invalid params for {name}: {_joined(too_deep)}")
     try:
-        return entry.params.model_validate(dict(params or {}))
+        model = entry.params.model_validate(values)
     except ValidationError as exc:
-        name = f"{entry.service}.{entry.task}"
         raise ParamsError(f"invalid params for {name}: {describe(exc)}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ParamsError(f"invalid params for {name}: {shorten(str(exc), ECHO_LIMIT)}") from None
+    problems = [f"{_field(path)}: {why}" for path, why in _not_json(model.model_dump())]
+    if problems:
+        raise ParamsError(f"invalid params for {name}: {_joined(problems)}")
+    return model
+
+
+def _deep(values: dict[str, Any]) -> Iterator[tuple[object, ...]]:
+    """The path of each top-level parameter nested deeper than `MAX_DEPTH` (no recursion)."""
+    for key, value in values.items():
+        stack: list[tuple[object, int]] = [(value, 1)]
+        while stack:
+            item, depth = stack.pop()
+            if isinstance(item, Mapping):
+                children: Any = item.values()
+            elif isinstance(item, list | tuple):
+                children = item
+            else:
+                continue
+            if depth > MAX_DEPTH:
+                yield (key,)
+                break
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _not_json(
+    value: object, path: tuple[object, ...] = ()
+) -> Iterator[tuple[tuple[object, ...], str]]:
+    """Each place of a validated value that strict JSON (UTF-8, no NaN) cannot carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, f"must be a finite number, not {value!r}"
+    elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        yield path, f"is an integer of {value.bit_length()} bits (more than {MAX_INT_BITS})"
+    elif isinstance(value, str):
+        problem = _not_utf8(value)
+        if problem:
+            yield path, problem
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            problem = _not_utf8(key) if isinstance(key, str) else None
+            if problem:
+                yield (*path, key), f"the key {problem}"
+            yield from _not_json(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _not_json(item, (*path, index))
+
+
+def _not_utf8(text: str) -> str | None:
+    """Why `text` cannot be written as UTF-8 (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode text (lone surrogate {text[exc.start]!a} at {exc.start})"
+    return None
+
+
+def _field(loc: tuple[object, ...] | list[object]) -> str:
+    """A field path like `names.3` for a message: each part escaped and shortened."""
+    text = ".".join(str(part) for part in loc) or "params"
+    return shorten(escape_controls(text), ECHO_LIMIT)
+
+
+def _joined(parts: list[str]) -> str:
+    shown = parts[:MAX_REPORTED]
+    more = len(parts) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more else "")

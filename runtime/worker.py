@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         config = load_config(args.config)
-        configure()
+        configure(config.log_level)
         if config.queue(args.queue) is None:
             from runtime.cli import UsageError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,171 @@ def test_no_config_anywhere_is_a_missing_config_error(tmp_path: Path) -> None:
         find_config(start=tmp_path)
     assert raised.value.missing
     assert "rsx.toml" in raised.value.message
+
+
+# Bounds, new keys and values that used to escape as tracebacks.
+
+
+def test_the_new_keys_have_their_defaults(tmp_path: Path) -> None:
+    config = parse_config(write(tmp_path, ""))
+    assert (config.worker_idle_seconds, config.log_level) == (10, "INFO")
+    assert (config.max_log_bytes, config.max_result_bytes) == (4_000_000, 4_000_000)
+
+
+def test_the_new_keys_are_read(tmp_path: Path) -> None:
+    config = parse_config(
+        write(
+            tmp_path,
+            '[tasks]\nworker_idle_seconds = 0\nlog_level = "Warning"\n'
+            "max_log_bytes = 1000\nmax_result_bytes = 1000000000\n",
+        )
+    )
+    assert (config.worker_idle_seconds, config.log_level) == (0, "WARNING")
+    assert (config.max_log_bytes, config.max_result_bytes) == (1000, 1_000_000_000)
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "eRRoR"])
+def test_log_level_is_any_case_and_usable_with_logging(tmp_path: Path, level: str) -> None:
+    config = parse_config(write(tmp_path, f'[tasks]\nlog_level = "{level}"\n'))
+    assert config.log_level == level.upper()
+    assert logging.getLevelName(config.log_level) == getattr(logging, level.upper())
+
+
+@pytest.mark.parametrize(
+    ("key", "largest"),
+    [
+        ("default_timeout", 315_360_000),
+        ("cleanup_stuck_after", 315_360_000),
+        ("temp_directory_default_ttl", 315_360_000),
+        ("task_retention_days", 36_500),
+        ("worker_idle_seconds", 3600),
+        ("max_log_bytes", 1_000_000_000),
+        ("max_result_bytes", 1_000_000_000),
+        ("server_id", 2_147_483_647),
+        ("global_max_workers", 2_147_483_647),
+    ],
+)
+def test_every_integer_key_has_an_upper_bound_named_in_its_error(
+    tmp_path: Path, key: str, largest: int
+) -> None:
+    config = parse_config(write(tmp_path, f"[tasks]\n{key} = {largest}\n"))
+    assert getattr(config, key) == largest
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, f"[tasks]\n{key} = {largest + 1}\n"))
+    error = raised.value
+    assert (error.key, error.line) == (f"tasks.{key}", 2)
+    assert f"'tasks.{key}' must be <= {largest}" in error.message
+    assert str(largest + 1) in error.message
+
+
+def test_a_duration_bound_says_how_long_it_is(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, "[tasks]\ndefault_timeout = 3000000000\n"))
+    assert raised.value.message == (
+        "'tasks.default_timeout' must be <= 315360000 seconds (10 years), got 3000000000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("[tasks]\nworker_idle_seconds = -1\n", "tasks.worker_idle_seconds", "must be >= 0"),
+        ("[tasks]\nmax_log_bytes = 999\n", "tasks.max_log_bytes", "must be >= 1000"),
+        ("[tasks]\nmax_result_bytes = 1.5\n", "tasks.max_result_bytes", "must be an integer"),
+        ('[tasks]\nlog_level = "verbose"\n', "tasks.log_level", "one of debug, info, warning"),
+        ("[tasks]\nlog_level = 10\n", "tasks.log_level", "must be a non-empty string"),
+        ("[tasks.queues]\nvideo = { max_workers = 9999999999 }\n", "tasks.queues.video", "<="),
+    ],
+)
+def test_new_keys_are_checked_like_the_others(
+    tmp_path: Path, text: str, key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, text))
+    assert (raised.value.key, raised.value.line) == (key, 2)
+    assert words in raised.value.message
+
+
+def test_a_server_id_beyond_the_integer_column_from_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RSX_SERVER_ID", "2147483648")
+    with pytest.raises(ConfigError, match="RSX_SERVER_ID' must be <= 2147483647"):
+        parse_config(write(tmp_path, ""))
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "zone.tab", "Etc/../UTC", "x" * 300])
+def test_a_timezone_that_is_a_folder_or_not_a_zone_is_a_config_error(
+    tmp_path: Path, zone: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, f'[tasks]\ntimezone = "{zone}"\n'))
+    assert (raised.value.key, raised.value.line) == ("tasks.timezone", 2)
+    assert "is not a known timezone" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[tool]\nrsx = 5\n", "tool.rsx"),
+        ('tool = "x"\n', "tool"),
+        ("[tool.rsx]\ntasks = 3\n", "tool.rsx.tasks"),
+    ],
+)
+def test_pyproject_tables_of_the_wrong_type_are_config_errors(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, text, name="pyproject.toml"))
+    assert raised.value.key == key
+    assert f"'{key}' must be a table" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://u:s3cret@host:abc/db", "its port 'abc' is not a number"),
+        ("postgresql://u:s3cret@host:99999/db", "its port 99999 is above 65535"),
+        ("postgresql://u:s3cret@host:٣/db", "its port '٣' is not a number"),
+        ("tasks.db", "it is not a URL like dialect://user:password@host:port/database"),
+    ],
+)
+def test_a_database_url_that_does_not_parse_is_named_without_its_password(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, f'[tasks]\ndatabase_url = "{url}"\n'))
+    error = raised.value
+    assert (error.key, error.line) == ("tasks.database_url", 2)
+    assert error.message == f"'tasks.database_url' is not a valid database URL: {reason}"
+    assert "s3cret" not in error.message
+
+
+def test_a_bad_database_url_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RSX_DATABASE_URL", "mysql+pymysql://u:s3cret@db:port/x")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, ""))
+    assert raised.value.message.startswith("'RSX_DATABASE_URL' is not a valid database URL")
+    assert "s3cret" not in raised.value.message
+
+
+@pytest.mark.parametrize("key", ["services", "output", "storage", "database_url", "timezone"])
+@pytest.mark.parametrize("control", ["\\n", "\\r", "\\u0000", "\\u001b", "\\t", "\\u0085"])
+def test_control_characters_in_a_string_value_are_refused(
+    tmp_path: Path, key: str, control: str
+) -> None:
+    value = "sqlite:///x.db" if key == "database_url" else "Europe/London"
+    value = value + control + "import os"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, f'[tasks]\n{key} = "{value}"\n'))
+    assert (raised.value.key, raised.value.line) == (f"tasks.{key}", 2)
+    assert f"'tasks.{key}' must not contain control characters" in raised.value.message
+    assert "\n" not in raised.value.message and "\x1b" not in raised.value.message
+
+
+def test_an_unknown_key_with_a_control_character_is_shown_escaped(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(write(tmp_path, '[tasks]\n"a\\u001b[2Jb" = 1\n'))
+    assert raised.value.message == "unknown key 'tasks.a\\x1b[2Jb'"

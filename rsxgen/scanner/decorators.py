@@ -15,6 +15,7 @@ from rsxgen.scanner.cron import CronError, check_cron
 from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value
 from rsxgen.scanner.names import ModuleNames, Scope, suites
 from rsxgen.scanner.report import Report, code_of
+from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 
 TASK = frozenset({"runtime.task", "runtime.decorators.task"})
 SCHEDULE = frozenset({"runtime.schedule", "runtime.decorators.schedule"})
@@ -220,17 +221,20 @@ class DecoratorGatherer:
             self.report.error(expr, found.function, "RSX002", message)
 
     def _timeout(self, found: Decorated, expr: cst.BaseExpression) -> None:
-        """A positive int; `timeout=None` (the decorator's default) means the config's."""
+        """A positive int up to the duration bound; `timeout=None` means the config's."""
         value = self._literal(expr, found.function, "the timeout", "an integer")
         if value is _MISSING or value is None:
             return
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            found.timeout = value
-        else:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             message = (
                 f"the timeout must be a positive integer number of seconds, got {code_of(expr)}"
             )
             self.report.error(expr, found.function, "RSX004", message)
+        elif value > MAX_DURATION_SECONDS:
+            message = f"the timeout must be at most {MAX_DURATION_TEXT}, got {code_of(expr)}"
+            self.report.error(expr, found.function, "RSX004", message)
+        else:
+            found.timeout = value
 
     def _schedule_argument(self, found: Decorated, decorator: cst.Decorator) -> None:
         node = found.function

@@ -1,15 +1,48 @@
-"""What a scan of one service file yields: raw task facts and diagnostics, as cacheable data."""
+"""What a scan of one service file yields: raw task facts and diagnostics, as cacheable data.
+
+Scans come back from the build cache, a file anyone who can write the storage folder can
+edit, and their names, types and defaults are written into generated code. So
+`from_data` accepts only what a scan could have produced (identifiers, canonical type
+spellings, literal defaults of their type, timeouts in range) and raises `CacheEntryError`
+for anything else; the build then scans the file again.
+"""
 
 from __future__ import annotations
 
+import ast
+import copy
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from rsxgen.diagnostics import Diagnostic
-from rsxgen.manifest import Param
+from rsxgen.diagnostics import CODES, Diagnostic
+from rsxgen.manifest import Param, is_name, reserved_param
+from rsxgen.scanner.cron import CronError, check_cron
+from rsxgen.spelling import SpellingError, parse_spelling, to_json
+from runtime.limits import MAX_DURATION_SECONDS
 
 Position = tuple[int, int]
 """A 1-based (line, column)."""
+
+_TASK_KEYS = {
+    "name",
+    "description",
+    "at",
+    "queue",
+    "queue_at",
+    "timeout",
+    "scheduled",
+    "cron",
+    "cron_at",
+    "params",
+}
+_PARAM_KEYS = {"name", "type", "default"}
+_SCAN_KEYS = {"path", "service", "module", "tasks", "diagnostics"}
+
+
+class CacheEntryError(ValueError):
+    """Cached scan data that no scan could have produced; the file is scanned again."""
 
 
 @dataclass(frozen=True)
@@ -44,30 +77,54 @@ class TaskFacts:
             "scheduled": self.scheduled,
             "cron": self.cron,
             "cron_at": list(self.cron_at) if self.cron_at else None,
-            "params": [
-                {
-                    "name": p.name,
-                    "type": p.type,
-                    "default": p.default,
-                    "default_value": p.default_value,
-                }
-                for p in self.params
-            ],
+            "params": [{"name": p.name, "type": p.type, "default": p.default} for p in self.params],
         }
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> TaskFacts:
+    def from_data(cls, data: object) -> TaskFacts:
+        """The inverse of `to_data`; `CacheEntryError` for data no scan makes."""
+        if not isinstance(data, dict) or data.keys() != _TASK_KEYS:
+            raise CacheEntryError("a task entry without the keys of one")
+        name, description = data["name"], data["description"]
+        if not is_name(name):
+            raise CacheEntryError(f"task name {name!r} is not an identifier")
+        if not isinstance(description, str):
+            raise CacheEntryError("a description that is not a string")
+        queue, timeout, scheduled, cron = (
+            data["queue"],
+            data["timeout"],
+            data["scheduled"],
+            data["cron"],
+        )
+        if queue is not None and not isinstance(queue, str):
+            raise CacheEntryError("a queue that is not a string")
+        if timeout is not None and not (
+            isinstance(timeout, int)
+            and not isinstance(timeout, bool)
+            and 0 < timeout <= MAX_DURATION_SECONDS
+        ):
+            raise CacheEntryError(f"a timeout out of range: {timeout!r}")
+        if not isinstance(scheduled, bool):
+            raise CacheEntryError("'scheduled' is not a bool")
+        if cron is not None and not isinstance(cron, str):
+            raise CacheEntryError("a cron expression that is not a string")
+        params = data["params"]
+        if not isinstance(params, list):
+            raise CacheEntryError("params that are not a list")
+        checked = tuple(_param(param) for param in params)
+        if len({param.name for param in checked}) != len(checked):
+            raise CacheEntryError(f"task {name} has a parameter twice")
         return cls(
-            name=data["name"],
-            description=data["description"],
+            name=name,
+            description=description,
             at=_position(data["at"]),
-            queue=data["queue"],
-            queue_at=_position(data["queue_at"]) if data["queue_at"] else None,
-            timeout=data["timeout"],
-            scheduled=data["scheduled"],
-            cron=data["cron"],
-            cron_at=_position(data["cron_at"]) if data["cron_at"] else None,
-            params=tuple(Param(**param) for param in data["params"]),
+            queue=queue,
+            queue_at=_optional_position(data["queue_at"]),
+            timeout=timeout,
+            scheduled=scheduled,
+            cron=cron,
+            cron_at=_optional_position(data["cron_at"]),
+            params=checked,
         )
 
 
@@ -96,17 +153,103 @@ class FileScan:
         }
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> FileScan:
-        """The inverse of `to_data`."""
-        return cls(
-            path=data["path"],
-            service=data["service"],
-            module=data["module"],
-            tasks=tuple(TaskFacts.from_data(task) for task in data["tasks"]),
-            diagnostics=tuple(Diagnostic(*entry) for entry in data["diagnostics"]),
-        )
+    def from_data(cls, data: object, path: str, service: str, module: str) -> FileScan:
+        """The inverse of `to_data`, for the file `path` of `service` in `module`.
+
+        Raises `CacheEntryError` unless the data is what a scan of that file could be:
+        the caller scans the file again instead.
+        """
+        if not isinstance(data, dict) or data.keys() != _SCAN_KEYS:
+            raise CacheEntryError("a scan entry without the keys of one")
+        if (data["path"], data["service"], data["module"]) != (path, service, module):
+            raise CacheEntryError(f"the entry is not the scan of {path}")
+        tasks, diagnostics = data["tasks"], data["diagnostics"]
+        if not isinstance(tasks, list) or not isinstance(diagnostics, list):
+            raise CacheEntryError("tasks or diagnostics that are not lists")
+        found = tuple(_diagnostic(entry, path) for entry in diagnostics)
+        facts = tuple(TaskFacts.from_data(task) for task in tasks)
+        if not found:
+            for task in facts:
+                if not task.description.strip():
+                    raise CacheEntryError(f"task {task.name} has no description")
+                if task.cron is not None:
+                    _cron(task.cron)
+        return cls(path=path, service=service, module=module, tasks=facts, diagnostics=found)
 
 
-def _position(value: list[int]) -> Position:
+def _param(data: object) -> Param:
+    """One cached parameter: an allowed name, a canonical type, a literal default of it."""
+    if not isinstance(data, dict) or data.keys() != _PARAM_KEYS:
+        raise CacheEntryError("a parameter entry without the keys of one")
+    name, spelling, default = data["name"], data["type"], data["default"]
+    if not is_name(name) or reserved_param(name) is not None:
+        raise CacheEntryError(f"parameter name {name!r} is not allowed")
+    if not isinstance(spelling, str):
+        raise CacheEntryError("a parameter type that is not a string")
+    if default is None:
+        _kind(spelling)
+        return Param(name, spelling)
+    if not isinstance(default, str):
+        raise CacheEntryError("a default that is not Python source")
+    return Param(name, spelling, default, copy.deepcopy(_default_value(spelling, default)))
+
+
+@lru_cache(maxsize=4096)
+def _kind(spelling: str) -> None:
+    try:
+        parse_spelling(spelling)
+    except SpellingError as error:
+        raise CacheEntryError(str(error)) from None
+
+
+@lru_cache(maxsize=4096)
+def _default_value(spelling: str, default: str) -> Any:
+    """The JSON value of a default written as a literal of the type, as the scanner wrote it."""
+    try:
+        kind = parse_spelling(spelling)
+        value = ast.literal_eval(default)
+    except (SpellingError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise CacheEntryError(f"the default {default[:80]!r} is not a literal") from None
+    if repr(value) != default or not kind.accepts(value):
+        raise CacheEntryError(f"the default {default[:80]!r} is not one of {spelling}")
+    data = to_json(value)
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise CacheEntryError(f"the default {default[:80]!r} has no JSON form") from None
+    return data
+
+
+def _cron(expression: str) -> None:
+    try:
+        check_cron(expression)
+    except CronError as error:
+        raise CacheEntryError(f"invalid cron expression: {error}") from None
+
+
+def _diagnostic(entry: object, path: str) -> Diagnostic:
+    if not (
+        isinstance(entry, list)
+        and len(entry) == 5
+        and entry[0] == path
+        and all(_positive(number) for number in entry[1:3])
+        and entry[3] in CODES
+        and isinstance(entry[4], str)
+    ):
+        raise CacheEntryError("a diagnostic entry that is not one")
+    return Diagnostic(*entry)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _position(value: object) -> Position:
+    if not (isinstance(value, list) and len(value) == 2 and all(map(_positive, value))):
+        raise CacheEntryError("a position that is not (line, column)")
     line, col = value
     return (line, col)
+
+
+def _optional_position(value: object) -> Position | None:
+    return None if value is None else _position(value)

@@ -11,6 +11,11 @@ from typing import Any
 
 import libcst as cst
 
+from rsxgen.spelling import to_json
+from runtime.limits import MAX_INT_BITS
+
+__all__ = ["NotJson", "NotLiteral", "literal_value", "string_value", "to_json"]
+
 
 class NotLiteral(Exception):
     """The expression is not a literal constant; the message says what it is instead."""
@@ -27,7 +32,10 @@ def literal_value(node: cst.BaseExpression) -> Any:
             return _NAMED[node.value]
         raise NotLiteral(f"the name '{node.value}'")
     if isinstance(node, cst.Integer):
-        return node.evaluated_value
+        number = node.evaluated_value
+        if number.bit_length() > MAX_INT_BITS:
+            raise NotJson(f"an integer of {number.bit_length()} bits (more than {MAX_INT_BITS})")
+        return number
     if isinstance(node, cst.Float):
         return _finite(node.evaluated_value, node.value)
     if isinstance(node, cst.Imaginary):
@@ -78,21 +86,12 @@ def string_value(node: cst.SimpleString | cst.ConcatenatedString) -> str | bytes
     return node.evaluated_value
 
 
-def to_json(value: Any) -> Any:
-    """The JSON-ready form of a literal value: tuples become lists."""
-    if isinstance(value, tuple | list):
-        return [to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: to_json(item) for key, item in value.items()}
-    return value
-
-
 _NAMED: dict[str, Any] = {"True": True, "False": False, "None": None}
 
 
 def _finite(value: float, written: str) -> float:
     if not math.isfinite(value):
-        raise NotJson(f"the number {written}, which has no JSON form")
+        raise NotJson(f"the number {written}")
     return value
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
+from rsxgen.manifest import normal
+
 RUNTIME_EXPORTS = (
     "BackendError",
     "ConfigError",
@@ -57,9 +59,9 @@ class Scope:
     @property
     def names(self) -> dict[str, str | None]:
         if self._names is None:
-            self._names = {name: LOCAL for name in self._params}
+            self._names = {normal(name): LOCAL for name in self._params}
             for name, target in _suite_bindings(self._body):
-                self._names[name] = target
+                self._names[normal(name)] = _normal_target(target)
         return self._names
 
 
@@ -74,7 +76,8 @@ class ModuleNames:
         table = cls()
         for index, statement in enumerate(module.body):
             for name, target in bindings_of((statement,)):
-                table.bindings.setdefault(name, []).append((index, target))
+                entry = (index, _normal_target(target))
+                table.bindings.setdefault(normal(name), []).append(entry)
         return table
 
     def qualified(
@@ -94,6 +97,7 @@ class ModuleNames:
         dotted = node if isinstance(node, str) else get_full_name_for_node(node)
         if dotted is None:
             return None
+        dotted = normal(dotted)
         head, _, rest = dotted.partition(".")
         for depth, scope in enumerate(reversed(scopes)):
             if scope.kind == "class" and depth > 0:
@@ -206,6 +210,10 @@ def _target_names(target: cst.BaseExpression) -> Iterator[str]:
 def _alias_name(alias: cst.ImportAlias) -> str:
     assert alias.asname is not None
     return get_full_name_for_node(alias.asname.name) or ""
+
+
+def _normal_target(target: str | None) -> str | None:
+    return target if target is None else normal(target)
 
 
 def _join(target: str | None, rest: str) -> str | None:

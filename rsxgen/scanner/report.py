@@ -6,6 +6,7 @@ import libcst as cst
 
 from rsxgen.diagnostics import Diagnostic
 from rsxgen.scanner.positions import Position, Positions
+from runtime.text import shorten
 
 _EMPTY = cst.Module(body=[])
 
@@ -28,5 +29,5 @@ class Report:
 
 
 def code_of(node: cst.CSTNode) -> str:
-    """The node's source text, for quoting it in a message."""
-    return _EMPTY.code_for_node(node)
+    """The node's source text for quoting in a message, shortened beyond 200 characters."""
+    return shorten(_EMPTY.code_for_node(node))

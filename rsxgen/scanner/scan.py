@@ -19,6 +19,7 @@ import warnings
 import libcst as cst
 
 from rsxgen.diagnostics import Diagnostic
+from rsxgen.manifest import normal
 from rsxgen.scanner.decorators import Decorated, DecoratorGatherer
 from rsxgen.scanner.facts import FileScan, Position, TaskFacts
 from rsxgen.scanner.names import ModuleNames
@@ -65,6 +66,7 @@ def _analyse(
     signatures = SignatureGatherer(names, report)
     tasks: list[TaskFacts] = []
     defined: dict[str, Position] = {}
+    spelled: dict[str, str] = {}
     for found in decorators.decorated:
         if found.task is None or found.misplaced is not None:
             continue
@@ -72,25 +74,31 @@ def _analyse(
         facts = _facts(found, report, signatures)
         if facts.name in defined:
             line, _ = defined[facts.name]
+            both = {spelled[facts.name], found.function.name.value}
+            same = (
+                f" ({' and '.join(sorted(both))} are one name to Python)" if len(both) > 1 else ""
+            )
             report.error(
                 found.function.name,
                 found.function,
                 "RSX013",
-                f"task '{facts.name}' is already defined at line {line} of this file",
+                f"task '{facts.name}' is already defined at line {line} of this file{same}",
             )
             continue
         defined[facts.name] = facts.at
+        spelled[facts.name] = found.function.name.value
         tasks.append(facts)
     _redefinitions(parsed, defined, {found.function for found in decorators.decorated}, report)
     return FileScan(path, service, module, tuple(tasks), tuple(sorted(report.diagnostics)))
 
 
 def _facts(found: Decorated, report: Report, signatures: SignatureGatherer) -> TaskFacts:
+    """The task as written; its name as Python reads it (`ﬁnd` defines `find`)."""
     function = found.function
     queue_at = report.at(found.queue_node, function) if found.queue_node is not None else None
     cron_at = report.at(found.cron_node, function) if found.cron_node is not None else None
     return TaskFacts(
-        name=function.name.value,
+        name=normal(function.name.value),
         description=found.description,
         at=report.at(function.name, function),
         queue=found.queue,
@@ -110,7 +118,7 @@ def _redefinitions(
     for statement in parsed.body:
         if not isinstance(statement, cst.FunctionDef | cst.ClassDef) or statement in decorated:
             continue
-        name = statement.name.value
+        name = normal(statement.name.value)
         if name in tasks and report.at(statement.name, statement) > tasks[name]:
             kind = "def" if isinstance(statement, cst.FunctionDef) else "class"
             report.error(
@@ -122,11 +130,15 @@ def _redefinitions(
 
 
 def _compile_check(text: str, path: str) -> ast.Module | Diagnostic:
-    """The file's `ast`, or RSX014 where this Python's parser stops."""
+    """The file's `ast`, or RSX014 where this Python's parser or compiler stops.
+
+    Compiling the tree finds what parses but cannot be imported: a parameter named twice
+    (also as `ﬁnd` and `find`, one identifier to Python), `return` outside a function.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ast.parse(text, filename=path)
+            tree = ast.parse(text, filename=path)
     except (SyntaxError, ValueError) as error:
         line, col = getattr(error, "lineno", None), getattr(error, "offset", None)
         if line is None and "\0" in text:
@@ -138,6 +150,32 @@ def _compile_check(text: str, path: str) -> ast.Module | Diagnostic:
         )
     except (RecursionError, MemoryError):
         return Diagnostic(path, 1, 1, "RSX014", "the file does not parse: it is nested too deeply")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(tree, path, "exec", dont_inherit=True)
+    except SyntaxError as error:
+        line = error.lineno or 1
+        return Diagnostic(
+            path,
+            line,
+            _char_column(text, line, error.offset),
+            "RSX014",
+            f"the file does not compile: {error.msg}",
+        )
+    except (RecursionError, MemoryError, ValueError):
+        return Diagnostic(
+            path, 1, 1, "RSX014", "the file does not compile: it is nested too deeply"
+        )
+    return tree
+
+
+def _char_column(text: str, line: int, offset: int | None) -> int:
+    """The 1-based character column of a compiler error's 1-based UTF-8 byte offset."""
+    lines = text.splitlines()
+    if offset is None or not 0 < line <= len(lines):
+        return 1
+    return len(lines[line - 1].encode()[: offset - 1].decode("utf-8", "replace")) + 1
 
 
 def _not_utf8(source: bytes, error: UnicodeDecodeError, path: str) -> Diagnostic:
@@ -165,6 +203,15 @@ def _bad_name(service: str, path: str) -> Diagnostic | None:
                 "RSX014",
                 f"'{part}' is not a valid Python module name, so service '{service}' "
                 "cannot be imported; rename it with letters, digits and underscores",
+            )
+        if normal(part) != part:
+            return Diagnostic(
+                path,
+                1,
+                1,
+                "RSX014",
+                f"'{part}' is '{normal(part)}' in Python code (NFKC), so service '{service}' "
+                f"would be reached by another name; rename it '{normal(part)}'",
             )
     top = service.split(".")[0]
     if top in RESERVED_SERVICE_NAMES or top.startswith("_"):

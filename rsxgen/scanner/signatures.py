@@ -11,7 +11,7 @@ from typing import Any
 
 import libcst as cst
 
-from rsxgen.manifest import Param
+from rsxgen.manifest import Param, normal, reserved_param
 from rsxgen.scanner.decorators import Decorated
 from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, string_value, to_json
 from rsxgen.scanner.names import ModuleNames
@@ -121,8 +121,11 @@ class SignatureGatherer:
         return self._resolve(annotation) in TASK_INSTANCE
 
     def _param(self, param: cst.Param, node: cst.FunctionDef, scheduled: bool) -> Param | None:
-        name = param.name.value
+        name = normal(param.name.value)
         kind: JsonType | None = None
+        reserved = reserved_param(name)
+        if reserved is not None:
+            self._error(param, node, "RSX016", f"parameter '{name}' {reserved}; rename it")
         if param.annotation is None:
             self._error(
                 param,
@@ -143,9 +146,9 @@ class SignatureGatherer:
                     "RSX011",
                     f"parameter '{name}' needs a default: a scheduled task runs without arguments",
                 )
-            return Param(name, kind.spelling) if kind else None
+            return Param(name, kind.spelling) if kind and reserved is None else None
         value = self._default(param, param.default, node)
-        if value is _MISSING or kind is None:
+        if value is _MISSING or kind is None or reserved is not None:
             return None
         if not kind.accepts(value):
             self._error(

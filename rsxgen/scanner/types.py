@@ -10,13 +10,14 @@ code, names only builtins, `datetime` and `typing`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import libcst as cst
 
 from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, string_value
 from rsxgen.scanner.report import code_of as _code
+from rsxgen.spelling import NONE, JsonType
+
+__all__ = ["NONE", "JsonType", "Resolve", "TypeProblem", "json_type"]
 
 Resolve = Callable[[cst.CSTNode | str], "str | None"]
 """Maps a name or attribute node (or a dotted string) to the dotted name it refers to."""
@@ -40,59 +41,6 @@ _LITERALS = {"typing.Literal", "typing_extensions.Literal"}
 
 class TypeProblem(Exception):
     """The annotation is not a JSON-compatible type; the message says which part."""
-
-
-@dataclass(frozen=True)
-class JsonType:
-    """A parameter type: `kind` is a scalar name, `list`, `dict`, `optional` or `literal`."""
-
-    kind: str
-    args: tuple[JsonType, ...] = ()
-    values: tuple[Any, ...] = ()
-
-    @property
-    def spelling(self) -> str:
-        """The annotation as written in generated code."""
-        if self.kind == "any":
-            return "typing.Any"
-        if self.kind == "list":
-            return f"list[{self.args[0].spelling}]"
-        if self.kind == "dict":
-            return f"dict[str, {self.args[0].spelling}]"
-        if self.kind == "optional":
-            return f"{self.args[0].spelling} | None"
-        if self.kind == "literal":
-            return "typing.Literal[" + ", ".join(repr(value) for value in self.values) + "]"
-        return self.kind
-
-    def accepts(self, value: Any) -> bool:
-        """Whether a literal default has this type (as mypy would see it)."""
-        if self.kind == "any":
-            return True
-        if self.kind == "optional":
-            return value is None or self.args[0].accepts(value)
-        if self.kind == "literal":
-            return any(type(value) is type(known) and value == known for known in self.values)
-        if self.kind == "list":
-            return isinstance(value, list) and all(self.args[0].accepts(item) for item in value)
-        if self.kind == "dict":
-            return isinstance(value, dict) and all(
-                self.args[0].accepts(item) for item in value.values()
-            )
-        if self.kind == "None":
-            return value is None
-        if isinstance(value, bool):
-            return self.kind == "bool"
-        if self.kind == "int":
-            return isinstance(value, int)
-        if self.kind == "float":
-            return isinstance(value, int | float)
-        if self.kind == "str":
-            return isinstance(value, str)
-        return False
-
-
-NONE = JsonType("None")
 
 
 def json_type(node: cst.BaseExpression, resolve: Resolve) -> JsonType:
@@ -165,6 +113,7 @@ def _union_members(node: cst.BaseExpression) -> list[cst.BaseExpression]:
 
 
 def _literal(node: cst.Subscript, items: list[cst.BaseExpression]) -> JsonType:
+    """`Literal[...]`; a listed None is spelled `Literal[...] | None`, as linters want."""
     values = []
     for item in items:
         try:
@@ -174,7 +123,10 @@ def _literal(node: cst.Subscript, items: list[cst.BaseExpression]) -> JsonType:
         if value is not None and not isinstance(value, str | int):
             raise TypeProblem(f"'{_code(node)}' may only list strings, integers, booleans and None")
         values.append(value)
-    return JsonType("literal", values=tuple(values))
+    if None not in values:
+        return JsonType("literal", values=tuple(values))
+    rest = tuple(value for value in values if value is not None)
+    return JsonType("optional", (JsonType("literal", values=rest),)) if rest else NONE
 
 
 _UNUSABLE = object()

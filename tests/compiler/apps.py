@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
-GOOD_FIXTURES = ("demo", "minimal", "nested")
+GOOD_FIXTURES = ("awkward", "demo", "minimal", "nested", "typed")
 BIN = Path(sys.executable).parent
 
 
@@ -49,3 +52,24 @@ def read_tree(folder: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts
     }
+
+
+def built_registry(name: str, tmp_path: Path) -> Mapping[tuple[str, str], Any]:
+    """Build a copy of `fixtures/<name>` in this process and import its `registry.py`.
+
+    The module gets a name of its own, so several built apps (and the repository's
+    `generated/`) can be imported side by side. Returns its `TASKS` table.
+    """
+    from rsxgen.build import build
+    from runtime.config import parse_config
+
+    config = parse_config(copy_fixture(name, tmp_path))
+    outcome = build(config)
+    assert not outcome.diagnostics, outcome.diagnostics
+    module_name = f"_built_{name}_registry_{len(sys.modules)}"
+    spec = importlib.util.spec_from_file_location(module_name, config.output / "registry.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module.TASKS

@@ -33,7 +33,7 @@ from runtime.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "fixtures" / "bad"
 BAD_CASES = sorted(path.name for path in BAD.iterdir() if path.is_dir())
-GOOD_CASES = ("demo", "minimal", "nested")
+GOOD_CASES = ("awkward", "demo", "minimal", "nested", "typed")
 BUILTIN = REPO / "runtime" / "cleanup_service.py"
 
 
@@ -332,7 +332,9 @@ def test_nested_function_shadowing_is_scoped() -> None:
         ("Union[None, int]", "int | None"),
         ("Optional[int] | None", "int | None"),
         ("Literal['a', 'b']", "typing.Literal['a', 'b']"),
-        ('typing.Literal[1, -2, True, None, "x"]', "typing.Literal[1, -2, True, None, 'x']"),
+        ('typing.Literal[1, -2, True, None, "x"]', "typing.Literal[1, -2, True, 'x'] | None"),
+        ("Literal[None]", "None"),
+        ("Literal['a', None] | None", "typing.Literal['a'] | None"),
         ("datetime.datetime", "datetime.datetime"),
         ("date", "datetime.date"),
         ("dt.date | None", "datetime.date | None"),
@@ -514,14 +516,13 @@ def test_a_utf8_bom_is_accepted() -> None:
     assert scan.diagnostics == () and scan.tasks[0].at == (4, 5)
 
 
-def test_file_scan_round_trips_through_json() -> None:
-    for case in ("many", "rsx008_types"):
-        app = BAD / case
-        for scan in scan_services(app, app / "services"):
-            assert FileScan.from_data(json.loads(json.dumps(scan.to_data()))) == scan
-    app = REPO / "fixtures" / "demo"
+@pytest.mark.parametrize("case", [*BAD_CASES, *GOOD_CASES])
+def test_file_scan_round_trips_through_json_and_the_cache_check(case: str) -> None:
+    """Every scan a fixture gives passes the check the build cache's entries get."""
+    app = BAD / case if (BAD / case).is_dir() else REPO / "fixtures" / case
     for scan in scan_services(app, app / "services"):
-        assert FileScan.from_data(json.loads(json.dumps(scan.to_data()))) == scan
+        data = json.loads(json.dumps(scan.to_data()))
+        assert FileScan.from_data(data, scan.path, scan.service, scan.module) == scan
 
 
 # Cron expressions: what is accepted, croniter reads too.
