@@ -192,7 +192,8 @@ class Executor:
                     break
                 task = self.idle()
                 if task is None:
-                    self.report(pipe.Message(pipe.Kind.RETIRED))
+                    stopped = self.stopping and not self._orphaned()
+                    self.report(pipe.Message(pipe.Kind.STOPPING if stopped else pipe.Kind.RETIRED))
                     return
             # The end of one task and the start of the next it claimed go in one write.
             self.report(*ended, pipe.start(task.id, task.timeout_seconds))

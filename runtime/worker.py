@@ -42,7 +42,7 @@ HEARTBEAT_INTERVAL_S = 2.0
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _PR_SET_PDEATHSIG = 1
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("runtime.worker")
 
 
 @dataclass
