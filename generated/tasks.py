@@ -3,6 +3,7 @@
 
     from generated import tasks
     task_id = tasks.<service>.<task>.dispatch(...)   # queue it, get its id
+    ids = tasks.<service>.<task>.dispatch_many([{...}, ...])  # many, one transaction
     result = tasks.<service>.<task>.run(...)         # run it now, in this process
     tasks.status(task_id)                            # its TaskStatus
 """
@@ -12,6 +13,72 @@ from __future__ import annotations
 import typing
 
 import runtime as _runtime
+
+_BillingInvoiceChargeItem = typing.TypedDict(  # noqa: UP013
+    "_BillingInvoiceChargeItem",
+    {
+        "invoice_id": typing.Required[int],
+        "amount_cents": typing.Required[int],
+        "currency": str,
+    },
+    total=False,
+)
+
+_BillingInvoiceSendReceiptItem = typing.TypedDict(  # noqa: UP013
+    "_BillingInvoiceSendReceiptItem",
+    {
+        "invoice_id": typing.Required[int],
+        "email": typing.Required[str],
+    },
+    total=False,
+)
+
+_CleanupServiceCleanThumbnailsItem = typing.TypedDict(  # noqa: UP013
+    "_CleanupServiceCleanThumbnailsItem",
+    {
+        "max_age_days": int,
+    },
+    total=False,
+)
+
+_CleanupServiceCleanupOldTasksItem = typing.TypedDict(  # noqa: UP013
+    "_CleanupServiceCleanupOldTasksItem",
+    {
+    },
+    total=False,
+)
+
+_CleanupServiceCleanupTempDirectoriesItem = typing.TypedDict(  # noqa: UP013
+    "_CleanupServiceCleanupTempDirectoriesItem",
+    {
+    },
+    total=False,
+)
+
+_ExportServiceGenerateExportItem = typing.TypedDict(  # noqa: UP013
+    "_ExportServiceGenerateExportItem",
+    {
+        "limit": int | None,
+    },
+    total=False,
+)
+
+_ReportServiceGenerateReportItem = typing.TypedDict(  # noqa: UP013
+    "_ReportServiceGenerateReportItem",
+    {
+        "period": typing.Literal['daily', 'weekly', 'monthly'],
+    },
+    total=False,
+)
+
+_VideoServiceTranscodeItem = typing.TypedDict(  # noqa: UP013
+    "_VideoServiceTranscodeItem",
+    {
+        "video_id": typing.Required[int],
+        "quality": str,
+    },
+    total=False,
+)
 
 
 class _BillingInvoiceChargeTask:
@@ -53,6 +120,17 @@ class _BillingInvoiceChargeTask:
             },
         )
 
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_BillingInvoiceChargeItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "billing.invoice",
+            "charge",
+            items,
+        )
+
 
 class _BillingInvoiceSendReceiptTask:
     """Email the receipt of an invoice"""
@@ -89,6 +167,17 @@ class _BillingInvoiceSendReceiptTask:
             },
         )
 
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_BillingInvoiceSendReceiptItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "billing.invoice",
+            "send_receipt",
+            items,
+        )
+
 
 class _CleanupServiceCleanThumbnailsTask:
     """Clean old thumbnails daily at 3am"""
@@ -121,6 +210,17 @@ class _CleanupServiceCleanThumbnailsTask:
             },
         )
 
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_CleanupServiceCleanThumbnailsItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "cleanup_service",
+            "clean_thumbnails",
+            items,
+        )
+
 
 class _CleanupServiceCleanupOldTasksTask:
     """Delete completed and failed tasks older than task_retention_days"""
@@ -135,6 +235,17 @@ class _CleanupServiceCleanupOldTasksTask:
         """Run the task now, in this process; return its result."""
         return _runtime.Task.run("cleanup_service", "cleanup_old_tasks", {})
 
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_CleanupServiceCleanupOldTasksItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "cleanup_service",
+            "cleanup_old_tasks",
+            items,
+        )
+
 
 class _CleanupServiceCleanupTempDirectoriesTask:
     """Delete task temp directories whose expiry has passed"""
@@ -148,6 +259,17 @@ class _CleanupServiceCleanupTempDirectoriesTask:
     def run() -> typing.Any:
         """Run the task now, in this process; return its result."""
         return _runtime.Task.run("cleanup_service", "cleanup_temp_directories", {})
+
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_CleanupServiceCleanupTempDirectoriesItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "cleanup_service",
+            "cleanup_temp_directories",
+            items,
+        )
 
 
 class _ExportServiceGenerateExportTask:
@@ -181,6 +303,17 @@ class _ExportServiceGenerateExportTask:
             },
         )
 
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_ExportServiceGenerateExportItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "export_service",
+            "generate_export",
+            items,
+        )
+
 
 class _ReportServiceGenerateReportTask:
     """Generate report"""
@@ -211,6 +344,17 @@ class _ReportServiceGenerateReportTask:
             {
                 "period": period,
             },
+        )
+
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_ReportServiceGenerateReportItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "report_service",
+            "generate_report",
+            items,
         )
 
 
@@ -247,6 +391,17 @@ class _VideoServiceTranscodeTask:
                 "video_id": video_id,
                 "quality": quality,
             },
+        )
+
+    @staticmethod
+    def dispatch_many(
+        items: typing.Iterable[_VideoServiceTranscodeItem],
+    ) -> list[int]:
+        """Queue one task per item, all in one transaction; return their ids."""
+        return _runtime.Task.dispatch_many(
+            "video_service",
+            "transcode",
+            items,
         )
 
 

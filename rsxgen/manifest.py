@@ -144,10 +144,6 @@ class TaskDef:
     col: int = 0
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.service, self.name)
-
-    @property
     def scheduled(self) -> bool:
         return self.cron is not None
 
@@ -162,26 +158,12 @@ class TaskDef:
         return f"_{camel(self.service)}{camel(self.name)}Task"
 
     @property
-    def signature(self) -> str:
-        """Keyword-only parameter list of the client methods: `self, *, a: int, b: str = 'x'`."""
-        if not self.params:
-            return "self"
-        return "self, *, " + ", ".join(p.signature for p in self.params)
-
-    @property
     def docstring(self) -> str:
         """The description as the client class's docstring: triple-quoted when that is safe."""
         text = self.description
         if text.isprintable() and '"' not in text and "\\" not in text:
             return f'"""{text}"""'
         return repr(text)
-
-    @property
-    def keyword_signature(self) -> str:
-        """Parameter list of the client's static methods: `*, a: int, b: str = 'x'` or ``."""
-        if not self.params:
-            return ""
-        return "*, " + ", ".join(p.signature for p in self.params)
 
     @property
     def client_methods(self) -> tuple[tuple[str, str, str], ...]:
@@ -196,13 +178,20 @@ class TaskDef:
         )
 
     @property
-    def call_dict(self) -> str:
-        """The params dict literal passed to the runtime: `{'a': a, 'b': b}`."""
-        return "{" + ", ".join(f"{p.name!r}: {p.name}" for p in self.params) + "}"
+    def batch_type(self) -> str:
+        """Name of the TypedDict of one item of `dispatch_many` in tasks.py."""
+        return f"_{camel(self.service)}{camel(self.name)}Item"
 
     @property
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default_value for p in self.params if not p.required}
+    def batch_fields(self) -> tuple[tuple[str, str], ...]:
+        """The TypedDict's keys and value types; a parameter without default is Required.
+
+        tasks.py spells it in the functional form: in a class body, a field named like a
+        type (`int`) would hide that type from the annotations after it."""
+        return tuple(
+            (p.name, f"typing.Required[{p.type}]" if p.required else p.type)
+            for p in self.params
+        )
 
     @property
     def defaults_literal(self) -> str:

@@ -25,6 +25,9 @@ task_id = tasks.export_service.generate_export.dispatch(limit=None)
 task_id = tasks.report_service.generate_report.dispatch(period="weekly")
 result = tasks.report_service.generate_report.run()
 state: TaskStatus = tasks.status(task_id)
+ids: list[int] = tasks.video_service.transcode.dispatch_many(
+    [{"video_id": 1}, {"video_id": 2, "quality": "low"}]
+)
 """
 
 BAD_CALLS = """\
@@ -35,6 +38,8 @@ tasks.video_service.transcode.dispatch(video_id="x")
 tasks.video_service.transcode.dispatch(1)
 tasks.report_service.generate_report.dispatch(period="hourly")
 name: str = tasks.video_service.transcode.dispatch(video_id=1)
+tasks.video_service.transcode.dispatch_many([{"quality": "low"}])
+tasks.video_service.transcode.dispatch_many([{"video_id": "x"}])
 """
 
 
@@ -85,12 +90,14 @@ def test_mypy_strict_accepts_the_package_and_good_calls_and_names_bad_arguments(
         match = re.match(r"bad_calls\.py:(\d+): error: (.*)", error)
         assert match, error
         by_line[int(match.group(1))] = by_line.get(int(match.group(1)), "") + match.group(2)
-    assert sorted(by_line) == [3, 4, 5, 6, 7], result.stdout
+    assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9], result.stdout
     assert 'Unexpected keyword argument "video_idd"' in by_line[3]
     assert re.search(r'Argument "video_id" .* incompatible type "str"; expected "int"', by_line[4])
     assert "Too many positional arguments" in by_line[5]
     assert re.search(r'Argument "period" .* incompatible type "Literal\[.hourly.\]"', by_line[6])
     assert 'expression has type "int", variable has type "str"' in by_line[7]
+    assert 'Missing key "video_id"' in by_line[8]
+    assert 'TypedDict item "video_id" has type "int"' in by_line[9]
 
 
 @pytest.mark.mypy

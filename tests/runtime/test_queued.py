@@ -179,3 +179,14 @@ def test_cleanup_old_tasks_deletes_only_old_completed_and_failed_rows(app: App) 
     assert done.stdout.strip().splitlines()[-1] == '{"deleted": 2}'
     left = app.statuses(ids.values())
     assert sorted(left) == sorted([ids["old stuck"], ids["recent"]])
+
+
+def test_dispatch_many_queues_a_batch_in_order_and_a_bad_item_queues_nothing(app: App) -> None:
+    ids = Task.dispatch_many("demo", "add", [{"a": n} for n in range(5)])
+    assert len(set(ids)) == 5 and ids == sorted(ids)
+    assert [app.wait_status(task_id).result for task_id in ids] == [0, 1, 2, 3, 4]
+
+    with pytest.raises(ParamsError, match="item 2"):
+        Task.dispatch_many("demo", "add", [{"a": 1}, {"a": 2}, {"a": "x"}])
+    assert set(app.statuses(range(1, ids[-1] + 10))) == set(ids)
+    assert Task.dispatch_many("demo", "add", []) == []
