@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from rsxgen import __version__
 from rsxgen.diagnostics import Diagnostic, render_all
+from runtime.cli import fail
 from runtime.config import find_config, parse_config
 from runtime.errors import ConfigError
 
@@ -36,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("RSXGEN_DEBUG"):
             raise
-        _error(f"internal error: {type(exc).__name__}: {exc} (RSXGEN_DEBUG=1 shows the traceback)")
+        detail = f"{type(exc).__name__}: {exc}"
+        fail(PROG, f"internal error: {detail} (RSXGEN_DEBUG=1 shows the traceback)")
         return 2
     finally:
         gc.set_threshold(*thresholds)
@@ -72,13 +74,13 @@ def _build(config_arg: str | None, *, check: bool) -> int:
     try:
         config_path = find_config(explicit=config_arg)
     except ConfigError as exc:
-        _error(exc.message)
+        fail(PROG, exc.message)
         return 2
     try:
         config = parse_config(config_path)
     except ConfigError as exc:
         if exc.missing:
-            _error(exc.message)
+            fail(PROG, exc.message)
             return 2
         where = Diagnostic(exc.path or config_path.name, exc.line or 1, 1, "RSX015", exc.message)
         sys.stderr.write(where.render() + "\n")
@@ -86,7 +88,7 @@ def _build(config_arg: str | None, *, check: bool) -> int:
     try:
         outcome = build(config, check=check)
     except (BuildError, OutputError) as exc:
-        _error(str(exc))
+        fail(PROG, str(exc))
         return 2
 
     if outcome.diagnostics:
@@ -104,7 +106,7 @@ def _build(config_arg: str | None, *, check: bool) -> int:
             sys.stderr.write(f"{outcome.output}{name}: out of date\n")
         for name in plan.stale:
             sys.stderr.write(f"{outcome.output}{name}: stale (no longer generated)\n")
-        _error(f"{outcome.output} is out of date; run: {_rerun(config_arg)}")
+        fail(PROG, f"{outcome.output} is out of date; run: {_rerun(config_arg)}")
         return 1
     print(
         f"built {_count(summary.tasks, 'task')} in {_count(summary.services, 'service')} "
@@ -119,7 +121,3 @@ def _rerun(config_arg: str | None) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")

@@ -8,10 +8,10 @@ to stdout and keeps status in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from runtime.clock import log_line, utcnow
 from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 
 
@@ -40,8 +40,7 @@ class TaskInstance:
 
     def log(self, message: str) -> None:
         """Append a timestamped line to the task's log."""
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        self._sink.log(f"[{stamp}] {message}")
+        self._sink.log(log_line(message, utcnow()).rstrip("\n"))
 
     def set_status(self, key: str, value: Any) -> None:
         """Set one JSON value in the task's status data (e.g. `progress`)."""

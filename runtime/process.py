@@ -11,6 +11,7 @@ loads neither pydantic nor the task registry.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from datetime import datetime
@@ -18,10 +19,13 @@ from datetime import datetime
 from runtime.cli import UsageError, run_command
 from runtime.clock import utcnow
 from runtime.config import Config, load_config
+from runtime.logs import configure
 from runtime.maintenance import delete_expired_temp_directories
 from runtime.store import Store
 
 PROG = "python -m runtime.process"
+
+log = logging.getLogger("runtime.process")
 
 
 def run_scheduler(store: Store, config: Config, now: datetime) -> None:
@@ -31,7 +35,7 @@ def run_scheduler(store: Store, config: Config, now: datetime) -> None:
 
     result = tick(store, config, load_schedules(config), now)
     for error in result.errors:
-        print(f"{PROG}: warning: schedule {error}", file=sys.stderr)
+        log.warning("schedule %s", error)
 
 
 def process(config: Config, queue: str | None = None, now: datetime | None = None) -> int:
@@ -48,10 +52,12 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
 
     pending = store.pending_counts(queue)
     for name in sorted(set(pending) - set(config.queues)):
-        print(
-            f"{PROG}: warning: {pending[name][0]} pending task(s) on queue '{name}', "
-            f"which is not defined in {config.path.name}",
-            file=sys.stderr,
+        log.warning(
+            "%s pending task(s) on queue '%s', which is not defined in %s",
+            pending[name][0],
+            name,
+            config.path.name,
+            extra={"queue": name},
         )
     order = sorted((q for q in pending if q in config.queues), key=lambda q: pending[q][1])
     if not order:
@@ -70,16 +76,14 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
         return 0
 
     from runtime.api import use_config
-    from runtime.logs import configure
 
-    configure(config.log_level)
     log_path = worker_log_path(config, own)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as worker_log:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(log.fileno(), sys.stdout.fileno())
-        os.dup2(log.fileno(), sys.stderr.fileno())
+        os.dup2(worker_log.fileno(), sys.stdout.fileno())
+        os.dup2(worker_log.fileno(), sys.stderr.fileno())
     use_config(config, store)
     return Supervisor(config, store, own, worker_id).serve()
 
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         config = load_config(args.config)
+        configure(config.log_level)
         if args.queue is not None and config.queue(args.queue) is None:
             raise UsageError(
                 f"queue '{args.queue}' is not defined in {config.path.name} "
