@@ -258,8 +258,12 @@ def test_a_second_claimer_takes_the_next_row_never_the_one_being_claimed(
     store = Store(write_config(tmp_path, db_url))
     first_id, second_id, _ = _add_pending(store, 3)
     claims: list[int] = []
+    values = {
+        "status": "running", "server_id": 1, "worker_id": 1, "worker_pid": 1,
+        "worker_started": 0.0, "started_at": to_db(utcnow()), "updated_at": to_db(utcnow()),
+    }
     with store.write() as one:
-        row = store.backend.claim(one, "default", {"status": "running"})
+        row = store.backend.claim(one, "default", values)
         assert row is not None and row["id"] == first_id
         # PostgreSQL skips the locked row; MariaDB waits for it to be committed, then
         # finds it no longer pending. Either way the second claimer gets the second row.
