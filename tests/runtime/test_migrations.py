@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from runtime.clock import utcnow
 from runtime.errors import BackendError
@@ -32,8 +32,9 @@ from runtime.schema import (
 from runtime.state import TaskStatus
 from runtime.store import Store
 from runtime.store.base import check_revision
+from runtime.urls import masked_url
 from tests.databases import fresh_database
-from tests.runtime import migratehelp
+from tests.runtime import migratehelp, schema_v1
 from tests.runtime.backendhelp import write_config
 from tests.runtime.helpers import QUEUES, App, write_rsx_toml
 from tests.runtime.migratehelp import backend_of, describe, engine_for, make_old_database
@@ -285,6 +286,39 @@ def test_a_migration_killed_halfway_is_completed_by_the_next_run(
     assert_kept(app, rows, workers_made)
     assert_at_head(app, tmp_path)
     assert app.command("migrate").stdout == UP_TO_DATE
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_nul_character_that_jsonb_cannot_hold_stops_the_upgrade_naming_its_row(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+    url = app.config.database_url
+    rows, _ = make_old_database(url)
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        # Row 11 holds the escape of U+0000; row 12 an escaped backslash before "u0000".
+        for params in ('{"x":"a\\u0000b"}', '{"x":"\\\\u0000"}'):
+            conn.execute(insert(schema_v1.tasks).values({**rows[0], "params": params}))
+    engine.dispose()
+    before = describe(url), raw_rows(url)
+
+    refused = app.command("migrate")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr.splitlines() == [
+        f"python -m runtime.migrate: error: database {masked_url(url)}: _tasks rows 11 hold "
+        "\\u0000 in params, result or status_data, which jsonb cannot store: change or "
+        "delete those rows, then migrate again"
+    ]
+    assert (describe(url), raw_rows(url)) == before
+
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM _tasks WHERE id = 11"))
+    engine.dispose()
+    migrated = app.command("migrate")
+    assert (migrated.returncode, migrated.stdout) == (0, APPLIED), migrated.stderr
+    assert app.store.get(12).params == {"x": "\\u0000"}
 
 
 @pytest.mark.parametrize("version", [1, 2])

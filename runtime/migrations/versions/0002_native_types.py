@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 revision = "0002"
@@ -47,6 +48,8 @@ TIMESTAMPS = {
     ),
     "_workers": ("heartbeat_at", "created_at"),
 }
+NUL_ESCAPE = r"(^|[^\\])(\\\\)*\\u0000"
+"""A JSON text's `\\u0000` escape (not an escaped backslash before `u0000`), as a regex."""
 CLAIM_COLUMNS = ["queue_name", "status", "id"]
 PENDING = "status = 'pending'"
 
@@ -108,11 +111,9 @@ def _upgrade_postgresql(bind: Connection) -> None:
         columns = _columns(bind, table)
         changes = []
         if table == "_tasks":
-            changes += [
-                f"ALTER COLUMN {name} TYPE jsonb USING {name}::jsonb"
-                for name in JSON_COLUMNS
-                if not isinstance(columns[name]["type"], JSONB)
-            ]
+            text_json = [n for n in JSON_COLUMNS if not isinstance(columns[n]["type"], JSONB)]
+            _refuse_nul(bind, text_json)
+            changes += [f"ALTER COLUMN {n} TYPE jsonb USING {n}::jsonb" for n in text_json]
         changes += [
             f"ALTER COLUMN {name} TYPE timestamptz USING {name} AT TIME ZONE 'UTC'"
             for name in stamps
@@ -124,6 +125,27 @@ def _upgrade_postgresql(bind: Connection) -> None:
         op.drop_index("ix__tasks_claim", table_name="_tasks")
         op.create_index(
             "ix__tasks_claim", "_tasks", CLAIM_COLUMNS, postgresql_where=sa.text(PENDING)
+        )
+
+
+def _refuse_nul(bind: Connection, names: list[str]) -> None:
+    """Stop, naming the rows, if a JSON column holds `\\u0000`, which `jsonb` cannot store
+    (the conversion would fail with no hint of where)."""
+    if not names:
+        return
+    found = bind.execute(
+        sa.text(
+            "SELECT id FROM _tasks WHERE "
+            + " OR ".join(f"{name} ~ :nul" for name in names)
+            + " ORDER BY id LIMIT 10"
+        ),
+        {"nul": NUL_ESCAPE},
+    ).scalars()
+    ids = [str(i) for i in found]
+    if ids:
+        raise CommandError(
+            f"_tasks rows {', '.join(ids)} hold \\u0000 in params, result or status_data, "
+            "which jsonb cannot store: change or delete those rows, then migrate again"
         )
 
 
