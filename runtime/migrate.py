@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +35,9 @@ from runtime.schema import SCHEMA_REVISION, SCHEMA_REVISIONS
 from runtime.store.base import StoreBase, check_revision, create_schema, stored_revision
 from runtime.urls import masked_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 PROG = "python -m runtime.migrate"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LOCK = "rsx_schema"
@@ -44,7 +47,7 @@ BEFORE_ALEMBIC = "0001"
 """The revision a database versioned by `_meta` (v1, v2) is recorded at before upgrading."""
 
 
-def alembic_config(connection: Connection | None = None, **attributes: Any) -> Any:
+def alembic_config(connection: Connection | None = None, **attributes: Any) -> Config:
     """The Alembic configuration of the task tables: no ini file, `runtime/migrations` as
     the script location, `connection` and any other `attributes` for `env.py`."""
     from alembic.config import Config

@@ -19,7 +19,7 @@ partial indexes and gets the full (queue_name, status, id) index.
 
 `_workers` has one row per live worker process. `_tasks_alembic_version` holds the
 schema's revision (`SCHEMA_REVISION`), as Alembic keeps it; `runtime.migrate` upgrades an
-older database, and the store refuses to use one (`runtime.store.base.ensure_schema`).
+older database, and the store refuses to use one (`StoreBase.ensure_schema`).
 
 `params`, `result` and `status_data` are JSON in the database's own type (`jsonb` on
 PostgreSQL, `JSON` on MySQL/MariaDB, TEXT on SQLite) and JSON text in Python: the store
