@@ -11,26 +11,33 @@
   stuck after calling it still gets that expiry (NULL: `temp_directory_default_ttl`).
 - `worker_id`: the `_workers` row of the worker that claimed the task, whose heartbeat
   tells other servers whether the task is still being run.
+- `description` is not stored; it lives in the generated registry.
 
 `ix__tasks_claim` covers pending rows only on SQLite and PostgreSQL (a partial index), so
 a claim stays one short index probe however many ended rows the table keeps; MySQL has no
 partial indexes and gets the full (queue_name, status, id) index. The UNIQUE index of
 `schedule_key` covers only the rows that have one, so that no planner takes it for the
 claim's `schedule_key IS NULL` (SQLite did: a scan of every ordinary row per claim).
-- `description` is not stored; it lives in the generated registry.
 
-`_workers` has one row per live worker process; `_meta` records the schema version.
+`_workers` has one row per live worker process. `_tasks_alembic_version` holds the
+schema's revision (`SCHEMA_REVISION`), as Alembic keeps it; `runtime.migrate` upgrades an
+older database, and the store refuses to use one (`StoreBase.ensure_schema`).
 
-On MySQL/MariaDB timestamps are `DATETIME(6)` (plain DATETIME drops the fraction of a
-second, which FIFO and timeout checks need) and text columns `LONGTEXT` (TEXT stops at
-64 KB, and a task's log can grow past it). The MySQL types load only when that dialect is
-used, so SQLite users do not pay for importing them. MySQL tables are InnoDB (row locks,
-`SKIP LOCKED`) in utf8mb4 with the binary collation, so names compare case-sensitively
-as on SQLite and PostgreSQL (`Video` is not `video`) and any text fits.
+`params`, `result` and `status_data` are JSON in the database's own type (`jsonb` on
+PostgreSQL, `JSON` on MySQL/MariaDB, TEXT on SQLite) and JSON text in Python: the store
+writes `json.dumps` output and parses what it reads. Timestamps are naive UTC in Python
+on every backend; PostgreSQL stores them as `timestamptz`, MySQL/MariaDB as `DATETIME(6)`
+(plain DATETIME drops the fraction of a second, which FIFO and timeout checks need). The
+log is `LONGTEXT` on MySQL/MariaDB (TEXT stops at 64 KB, and a task's log can grow past
+it). The MySQL types load only when that dialect is used, so SQLite users do not pay for
+importing them. MySQL tables are InnoDB (row locks, `SKIP LOCKED`) in utf8mb4 with the
+binary collation, so names compare case-sensitively as on SQLite and PostgreSQL (`Video`
+is not `video`) and any text fits.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -43,19 +50,27 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     TypeDecorator,
     and_,
+    cast,
     literal_column,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from runtime.state import Status
 
-SCHEMA_VERSION = 2
+SCHEMA_REVISIONS = ("0001", "0002")
+"""The Alembic revisions of `runtime/migrations`, oldest first (a test checks they match)."""
+SCHEMA_REVISION = SCHEMA_REVISIONS[-1]
+"""The revision these tables are at: a database must be at it to be used."""
+VERSION_TABLE = "_tasks_alembic_version"
+"""Alembic's version table for the task tables, apart from any the application keeps."""
 
 metadata = MetaData()
 
@@ -70,7 +85,12 @@ _MYSQL_TABLE: dict[str, Any] = {
 
 
 class Timestamp(TypeDecorator[Any]):
-    """A naive UTC DateTime, with microseconds on MySQL/MariaDB too (`DATETIME(6)`)."""
+    """A naive UTC datetime in Python on every backend.
+
+    Stored as `TIMESTAMP WITH TIME ZONE` on PostgreSQL (values are sent with UTC attached
+    and read back converted to UTC), `DATETIME(6)` on MySQL/MariaDB (with microseconds),
+    and DATETIME on SQLite.
+    """
 
     impl = DateTime
     cache_ok = True
@@ -80,7 +100,67 @@ class Timestamp(TypeDecorator[Any]):
             from sqlalchemy.dialects.mysql import DATETIME
 
             return dialect.type_descriptor(DATETIME(fsp=6))
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
         return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        if dialect.name == "postgresql":
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        if value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+
+class _JSONB(UserDefinedType[Any]):
+    """PostgreSQL's `jsonb`, written from JSON text and read back as JSON text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSONB"
+
+    def bind_expression(self, bindvalue: BindParameter[Any]) -> ColumnElement[Any]:
+        return cast(bindvalue, self)
+
+    def column_expression(self, colexpr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return cast(colexpr, Text())
+
+
+class _MySQLJSON(UserDefinedType[Any]):
+    """MySQL's `JSON` (on MariaDB a LONGTEXT checked by `JSON_VALID`); PyMySQL reads str."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSON"
+
+
+class JsonText(TypeDecorator[Any]):
+    """JSON in the database's own type, JSON text (a `str`) in Python.
+
+    `jsonb` on PostgreSQL, `JSON` on MySQL/MariaDB, TEXT on SQLite, so that operators can
+    query into it (`params->>'video_id'`, `JSON_VALUE(params, '$.video_id')`), while the
+    store keeps writing `json.dumps` output and parsing what it reads. PostgreSQL returns
+    `jsonb` as its own canonical text: the same value, keys reordered and spaced.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return _JSONB()
+        if dialect.name in _MYSQL:
+            return _MySQLJSON()
+        return dialect.type_descriptor(Text())
 
 
 class LongText(TypeDecorator[Any]):
@@ -107,9 +187,9 @@ tasks = Table(
     Column("queue_name", String(100), nullable=False),
     Column("execution_mode", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("params", LongText(), nullable=False),
-    Column("result", LongText(), nullable=True),
-    Column("status_data", LongText(), nullable=True),
+    Column("params", JsonText(), nullable=False),
+    Column("result", JsonText(), nullable=True),
+    Column("status_data", JsonText(), nullable=True),
     Column("status_log", LongText(), nullable=True),
     Column("scheduled_at", Timestamp(), nullable=True),
     Column("next_run_at", Timestamp(), nullable=True),
@@ -154,12 +234,13 @@ workers = Table(
     Index("ix__workers_server_queue", "server_id", "queue_name"),
 )
 
-meta = Table(
-    "_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(255), nullable=False),
+version_table = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
 )
+"""The version table exactly as Alembic makes it (kept out of `metadata`: Alembic owns it)."""
 
 
 def status_is(status: Status) -> ColumnElement[bool]:

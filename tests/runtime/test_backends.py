@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
 
 from runtime.backends import backend_for
 from runtime.backends.mysql import MySQLBackend, lock_name
@@ -24,7 +24,6 @@ from runtime.backends.sqlite import SQLiteBackend
 from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
 from runtime.errors import BackendError
-from runtime.schema import meta
 from runtime.store import Claimer, Limits, Store, queue_channel
 from tests.runtime.backendhelp import backend_name, write_config
 from tests.runtime.helpers import wait_until
@@ -32,6 +31,14 @@ from tests.runtime.helpers import wait_until
 SERVERS = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
 POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 SPAWN = multiprocessing.get_context("spawn")
+
+# A scratch table of the serialised-write test, beside the runtime's own.
+meta = Table(
+    "_test_counters",
+    MetaData(),
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +114,7 @@ def test_writes_with_one_lock_name_never_interleave(tmp_path: Path, db_url: str)
     config = write_config(tmp_path, db_url)
     store = Store(config)
     with store.write() as conn:
+        meta.create(conn)
         conn.execute(insert(meta).values(key="counter", value="0"))
     workers, rounds = 4, 15
     barrier = SPAWN.Barrier(workers)
