@@ -211,6 +211,7 @@ class Scratch:
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit, so that `Scratch.close` runs."""
     raise SystemExit(128 + signum)
 
 

@@ -149,8 +149,10 @@ class Row:
     ratio: float | None = None
     target: str = "—"
     met: bool | None = None
+    numbers: dict[str, float] = field(default_factory=dict)
 
     def cells(self) -> list[str]:
+        """The row's text cells, in table order."""
         ratio = "—" if self.ratio is None else f"{self.ratio:.2f}"
         met = "—" if self.met is None else "yes" if self.met else "NO"
         return [self.figure, self.product, self.reference, ratio, self.target, met]
@@ -162,7 +164,13 @@ def note(message: str) -> None:
 
 
 def rate(value: float) -> str:
+    """A rate as the table shows it."""
     return f"{value:,.0f} tasks/s"
+
+
+def rates(product: float, reference: float) -> dict[str, float]:
+    """The numbers of a row comparing two rates, for --json."""
+    return {"product_per_s": product, "reference_per_s": reference}
 
 
 def spread(values: Sequence[float], *fractions: float) -> str:
@@ -269,12 +277,14 @@ class App:
             )
 
     def scalar(self, sql: str, **params: Any) -> Any:
+        """The first value of one SQL query on the app's database."""
         from sqlalchemy import text
 
         with self.engine.connect() as conn:
             return conn.execute(text(sql), params).scalar()
 
     def status(self, task_id: int) -> str | None:
+        """A task's status column, read from the table."""
         return self.scalar("SELECT status FROM _tasks WHERE id = :id", id=task_id)
 
     def noops(self, status: str, after: int) -> int:
@@ -296,6 +306,7 @@ class App:
         return to_epoch(value)
 
     def worker_pids(self) -> list[int]:
+        """The pids of the registered workers (`_workers.pid`)."""
         from sqlalchemy import text
 
         with self.engine.connect() as conn:
@@ -344,6 +355,7 @@ class App:
 
 
 def plan(*steps: dict[str, Any]) -> dict[str, Any]:
+    """The spec of a `plan` child: its steps, in order."""
     return {"steps": list(steps)}
 
 
@@ -433,6 +445,7 @@ class Bare:
         self.conn.commit()
 
     def close(self) -> None:
+        """Close the driver connection."""
         self.conn.close()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -473,10 +486,6 @@ class Bare:
             self.conn.commit()
         return time.perf_counter() - began
 
-    def pending(self) -> int:
-        return int(self.execute("SELECT count(*) FROM bench_tasks WHERE status = 'pending'")
-                   .fetchone()[0])
-
     def claim_loop(self, count: int) -> float:
         """Seconds to claim and complete `count` pending rows, two transactions each."""
         began = time.perf_counter()
@@ -509,6 +518,7 @@ def huey_run(scratch: Scratch, sizes: Sizes) -> tuple[float, float]:
     total = enqueued["total"]
 
     def results() -> bool:
+        """Whether huey has stored every task's result."""
         with sqlite3.connect(database, timeout=30) as conn:
             return int(conn.execute("SELECT count(*) FROM kv").fetchone()[0]) >= total
 
@@ -637,6 +647,7 @@ class Bench:
 
     @property
     def kind(self) -> str:
+        """`sqlite`, `postgresql` or `mysql`."""
         return self.scratch.kind
 
     @contextmanager
@@ -695,6 +706,7 @@ class Bench:
         run.bare_batch = count / bare.insert_batches(self.sizes.batches)
 
     def queue_runs(self) -> list[QueueRun]:
+        """The queue scenario's runs (made on first need, with the peer's)."""
         if not self.runs:
             for i in range(self.repeats):
                 note(f"queue scenario, run {i + 1} of {self.repeats}")
@@ -722,37 +734,42 @@ class Bench:
             target = "> 1.0" if index == 1 else "—"
             met = product / theirs > 1.0 if index == 1 else None
             rows.append(Row(f"{label} vs {name}", rate(product), rate(theirs),
-                            product / theirs, target, met))
+                            product / theirs, target, met, rates(product, theirs)))
         return rows
 
     # -- rows ----------------------------------------------------------------------------
 
     def dispatch(self) -> list[Row]:
+        """Figure 1: single dispatches vs single-row INSERT + COMMIT."""
         runs = self.queue_runs()
         ours, bare = median(r.dispatch for r in runs), median(r.bare_insert for r in runs)
         ratio = ours / bare
         rows = [Row(f"1 dispatch ({self.sizes.dispatches}, worker busy)", rate(ours),
-                    rate(bare), ratio, "≥ 0.6", ratio >= 0.6)]
+                    rate(bare), ratio, "≥ 0.6", ratio >= 0.6, rates(ours, bare))]
         return rows + self.peer_rows(0, "1 dispatch", ours)
 
     def dispatch_many(self) -> list[Row]:
+        """Figure 2: `dispatch_many` vs multi-row INSERT + COMMIT."""
         label = f"2 dispatch_many ({BATCH}/call)"
         if not self.batch_api:
             return [Row(label, "n/a (not implemented)", target="≥ 0.8")]
         runs = self.queue_runs()
         ours = median(r.dispatch_many or 0.0 for r in runs)
         bare = median(r.bare_batch or 0.0 for r in runs)
-        return [Row(label, rate(ours), rate(bare), ours / bare, "≥ 0.8", ours / bare >= 0.8)]
+        return [Row(label, rate(ours), rate(bare), ours / bare, "≥ 0.8", ours / bare >= 0.8,
+                    rates(ours, bare))]
 
     def throughput(self) -> list[Row]:
+        """Figure 4: one worker draining the queue vs a bare claim loop."""
         runs = self.queue_runs()
         ours, bare = median(r.throughput for r in runs), median(r.bare_claim for r in runs)
         product = rate(ours) + partial(runs, self.sizes.tasks, "throughput")
         rows = [Row(f"4 throughput, 1 worker ({self.sizes.tasks})", product,
-                    rate(bare), ours / bare, "≥ 0.5", ours / bare >= 0.5)]
+                    rate(bare), ours / bare, "≥ 0.5", ours / bare >= 0.5, rates(ours, bare))]
         return rows + self.peer_rows(1, "4 throughput", ours)
 
     def workers2(self) -> list[Row]:
+        """Figure 5: two workers draining the queue vs one."""
         one = median(r.throughput for r in self.queue_runs())
         rates = []
         for i in range(self.repeats):
@@ -770,9 +787,10 @@ class Bench:
         if self.kind == "postgresql":
             met = ours / one >= 1.5
         return [Row("5 throughput, 2 workers", rate(ours), f"{rate(one)} (1 worker)",
-                    ours / one, target, met)]
+                    ours / one, target, met, rates(ours, one))]
 
     def concurrency(self) -> list[Row]:
+        """Figure 3: each dispatch's latency, 8 processes at once, workers running."""
         note("8 concurrent dispatchers")
         with self.app(workers=2) as app:
             spec = {"count": self.sizes.burst}
@@ -805,10 +823,13 @@ class Bench:
         target, met = "p99 ≤ 50 ms (SQLite, PostgreSQL)", None
         if self.kind in ("sqlite", "postgresql"):
             met = p99 <= 50
+        numbers = {f"p{round(f * 100)}_ms": percentile(latencies, f) for f in (0.5, 0.95, 0.99)}
         return [Row(f"3 dispatch latency, 8×{self.sizes.burst} concurrent",
-                    spread(latencies, 0.5, 0.95, 0.99), target=target, met=met)]
+                    spread(latencies, 0.5, 0.95, 0.99), target=target, met=met,
+                    numbers=numbers | {"max_ms": max(latencies)})]
 
     def start_latency(self, warm: bool) -> list[Row]:
+        """Figures 6 and 7: dispatch to running, with no worker or an idle one."""
         label = "7 dispatch→running, idle worker" if warm else "6 dispatch→running, no worker"
         target = "p50 ≤ 20 ms" if warm else "p50 ≤ 300 ms"
         if warm and not self.idle_setting:
@@ -823,9 +844,13 @@ class Bench:
             f"p50 {p50:.0f} / p95 {percentile(stamps, 0.95):.0f} ms "
             f"(wall p50 {percentile(walls, 0.5):.0f} ms, n={len(stamps)})"
         )
-        return [Row(label, product, target=target, met=p50 <= (20 if warm else 300))]
+        numbers = {"p50_ms": p50, "p95_ms": percentile(stamps, 0.95),
+                   "wall_p50_ms": percentile(walls, 0.5)}
+        return [Row(label, product, target=target, met=p50 <= (20 if warm else 300),
+                    numbers=numbers)]
 
     def scale(self) -> list[Row]:
+        """Figure 8: the queue scenario on a large table vs on an empty one."""
         runs = self.queue_runs()
         url = self.filled_database()
         for i in range(self.repeats):
@@ -842,7 +867,7 @@ class Bench:
             empty = median(getattr(r, name) for r in runs)
             product = rate(full) + partial(self.filled_runs, self.sizes.tasks, name)
             rows.append(Row(f"8 scale: {name}, {label}", product, f"{rate(empty)} (empty)",
-                            full / empty, "≥ 0.8", full / empty >= 0.8))
+                            full / empty, "≥ 0.8", full / empty >= 0.8, rates(full, empty)))
         return rows
 
     def filled_database(self) -> str:
@@ -857,6 +882,7 @@ class Bench:
         return url
 
     def memory(self) -> list[Row]:
+        """Figure 9: a worker's RSS after the first and the last of many tasks."""
         low, high = self.sizes.memory
         note(f"worker memory over {high} tasks")
         with self.app() as app:
@@ -883,10 +909,13 @@ class Bench:
             f"executor {grew:+.1f} MB ({readings[0][0] / mb:.1f} → {readings[1][0] / mb:.1f}), "
             f"supervisor {supervisor_grew:+.1f} MB"
         )
+        numbers = {"executor_growth_mb": grew, "supervisor_growth_mb": supervisor_grew,
+                   "executor_rss_mb": readings[1][0] / mb}
         return [Row(f"9 memory, RSS after {high} − after {low} tasks", product,
-                    target="≤ 5 MB", met=grew <= 5)]
+                    target="≤ 5 MB", met=grew <= 5, numbers=numbers)]
 
     def idle(self) -> list[Row]:
+        """Figure 10: a processor run with nothing to do vs importing SQLAlchemy."""
         note("idle processor")
         runs = self.sizes.idle_runs
         with self.app() as app:
@@ -899,7 +928,8 @@ class Bench:
         product, reference = median(ours), median(bare)
         ratio = product / reference
         return [Row(f"10 idle processor (median of {runs})", f"{product:.3f} s",
-                    f"{reference:.3f} s (import sqlalchemy)", ratio, "≤ 1.5", ratio <= 1.5)]
+                    f"{reference:.3f} s (import sqlalchemy)", ratio, "≤ 1.5", ratio <= 1.5,
+                    {"product_s": product, "reference_s": reference})]
 
 
 def partial(runs: Sequence[QueueRun], tasks: int, figure: str) -> str:
@@ -1084,10 +1114,12 @@ def child_peer(spec: dict[str, Any], call: Callable[[Any, int], Any]) -> Any:
 
 
 def child_huey(spec: dict[str, Any]) -> Any:
+    """Enqueue noops with huey (see `child_peer`)."""
     return child_peer(spec, lambda module, n: module.noop(n))
 
 
 def child_procrastinate(spec: dict[str, Any]) -> Any:
+    """Apply procrastinate's schema, then defer noops (see `child_peer`)."""
     import importlib
 
     sys.path.insert(0, os.getcwd())
@@ -1135,6 +1167,7 @@ def rows_of(bench: Bench, figure: str) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the figures asked for and print the table (or be one measuring child)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 1 repeat")
     parser.add_argument("--url", help="database server URL (default: SQLite in a temp folder)")
@@ -1166,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
             "database": scratch.kind, "quick": args.quick, "repeats": repeats,
             "commit": git_commit(), "date": datetime.now(UTC).date().isoformat(),
             "cpus": os.cpu_count(), "seconds": round(took), "rows": [asdict(r) for r in rows],
-        }, indent=2))
+        }, indent=2, ensure_ascii=False))
         return 0
     print(
         f"rsx runtime benchmark: {scratch.kind}, {'quick' if args.quick else 'full'}, "

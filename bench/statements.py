@@ -241,6 +241,7 @@ def report(processes: dict[int, Process], child_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the app with statement logging and print what each part did."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="database server URL (default: SQLite in a temp folder)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
