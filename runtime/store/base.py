@@ -11,7 +11,7 @@ and a retried INSERT could dispatch twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -29,6 +29,7 @@ from runtime.schema import (
     metadata,
     version_table,
 )
+from runtime.store.fast import Prepared, raw_transaction
 from runtime.urls import masked_url, redact
 
 P = ParamSpec("P")
@@ -141,6 +142,18 @@ class StoreBase:
                     "the change may or may not have been saved)"
                 ) from None
             raise
+
+    @contextmanager
+    def raw_write(self) -> Iterator[Any]:
+        """A write transaction on a driver connection, yielding a cursor, for the hot path's
+        prepared statements (`runtime.store.fast`)."""
+        self.ensure_schema()
+        with raw_transaction(self.engine, self.backend_error, self.backend.begin_raw) as cursor:
+            yield cursor
+
+    def compile(self, key: Hashable, build: Callable[[], Any]) -> Prepared:
+        """The `Prepared` form of the statement `build` makes, compiled once per `key`."""
+        return self.backend.prepared(("raw", key), lambda: Prepared(build(), self.engine.dialect))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -172,12 +172,19 @@ class TaskStore(StoreBase):
         ]
         if not rows:
             return []
+        if len(rows) == 1:
+            with self.raw_write() as cursor:
+                return [
+                    self.backend.insert_one(
+                        cursor, self.compile, queue, rows[0], queue_channel(queue)
+                    )
+                ]
         with self.write() as conn:
             return self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
 
     # -- a worker's claims and writes ---------------------------------------------------
 
-    def _claim(self, conn: Any, claimer: Claimer, moment: datetime | None) -> TaskStatus | None:
+    def _claim(self, cursor: Any, claimer: Claimer, moment: datetime | None) -> TaskStatus | None:
         values = {
             "status": Status.RUNNING.value,
             "server_id": self.server_id,
@@ -187,14 +194,14 @@ class TaskStore(StoreBase):
             "started_at": moment,
             "updated_at": moment,
         }
-        row = self.backend.claim(conn, claimer.queue, values)
+        row = self.backend.claim_one(cursor, self.compile, claimer.queue, values)
         return None if row is None else TaskStatus.from_row(row)
 
     @guarded
     def claim(self, claimer: Claimer, now: datetime) -> TaskStatus | None:
         """Claim the queue's oldest claimable task for the claimer; None if there is none."""
-        with self.write() as conn:
-            return self._claim(conn, claimer, to_db(now))
+        with self.raw_write() as cursor:
+            return self._claim(cursor, claimer, to_db(now))
 
     def _running_update(self, key: Hashable, values: Callable[[], Mapping[str, Any]]) -> Any:
         """A prepared UPDATE of a task only while it runs in the process bound as `b_pid`
@@ -224,6 +231,15 @@ class TaskStore(StoreBase):
         if changed:
             self.backend.notify(conn, task_channel(params["b_id"]))
         return changed
+
+    def _changed_raw(self, cursor: Any, key: Hashable, statement: Any, params: Any) -> bool:
+        """`_changed` through a driver cursor (where notifying needs no statement of its
+        own: PostgreSQL's is in the UPDATE's RETURNING, the others have none)."""
+        prepared = self.compile(key, lambda: statement)
+        prepared.execute(cursor, params)
+        if self.backend.row_notify is not None:
+            return cursor.fetchone() is not None
+        return bool(cursor.rowcount)
 
     def _appended(self, values: dict[str, Any], lines: str, status_data: bool) -> dict[str, Any]:
         """`values` plus the log append and the status data, when there are any."""
@@ -283,9 +299,9 @@ class TaskStore(StoreBase):
             params["v_lines"] = outcome.lines
         if has_status:
             params["v_status_data"] = dumps(dict(outcome.status_data or {}))
-        with self.write() as conn:
-            done = self._changed(conn, statement, params)
-            following = None if claim_next is None else self._claim(conn, claim_next, moment)
+        with self.raw_write() as cursor:
+            done = self._changed_raw(cursor, ("finish", has_lines, has_status), statement, params)
+            following = None if claim_next is None else self._claim(cursor, claim_next, moment)
         return done, following
 
     @guarded
