@@ -13,8 +13,10 @@
   tells other servers whether the task is still being run.
 - `description` is not stored; it lives in the generated registry.
 
-`ix__tasks_claim` covers pending rows only on SQLite and PostgreSQL (a partial index), so
-a claim stays one short index probe however many ended rows the table keeps; MySQL has no
+`ix__tasks_claim` covers claimable rows only on SQLite and PostgreSQL (a partial index:
+pending, without a schedule key), so a claim stays one short index probe however many
+ended rows the table keeps (with the whole claim condition in its predicate, PostgreSQL
+estimates it right and walks it in id order instead of sorting every pending row); MySQL has no
 partial indexes and gets the full (queue_name, status, id) index. The UNIQUE index of
 `schedule_key` covers only the rows that have one, so that no planner takes it for the
 claim's `schedule_key IS NULL` (SQLite did: a scan of every ordinary row per claim).
@@ -260,7 +262,7 @@ def claimable(queue: str | ColumnElement[Any] | None = None) -> ColumnElement[bo
 
 # Partial indexes (SQLite and PostgreSQL; MySQL has none and keeps them whole).
 _PARTIAL = {
-    "ix__tasks_claim": "status = 'pending'",
+    "ix__tasks_claim": "status = 'pending' AND schedule_key IS NULL",
     "ux__tasks_schedule_key": "schedule_key IS NOT NULL",
 }
 

@@ -124,6 +124,9 @@ class MySQLBackend(Backend):
     def _claim_select(self) -> Any:
         """The oldest claimable row of the queue bound as `claim_queue`, locked."""
         oldest = select(tasks).where(claimable(bindparam("claim_queue", type_=String)))
+        # Left to itself MySQL walks the primary key in id order past every ended row
+        # (2 s per claim with 1,000,000 of them); the claim index gives the same order.
+        oldest = oldest.with_hint(tasks, "FORCE INDEX (ix__tasks_claim)", "*")
         return oldest.order_by(tasks.c.id).limit(1).with_for_update()
 
     @cached_property

@@ -6,7 +6,8 @@ Create Date: 2026-12-01
 
 - `_tasks.worker_id` BIGINT NULL is added and `_workers.current_task_id` dropped: a
   task names the worker that claimed it, instead of the worker naming its task.
-- `ix__tasks_claim` becomes partial, `WHERE status = 'pending'`, on SQLite and PostgreSQL.
+- `ix__tasks_claim` becomes partial, `WHERE status = 'pending' AND schedule_key IS NULL`
+  (the claim's whole condition), on SQLite and PostgreSQL.
 - The UNIQUE constraint of `schedule_key` becomes the index `ux__tasks_schedule_key`,
   partial (`WHERE schedule_key IS NOT NULL`) on SQLite and PostgreSQL, so that no planner
   takes it for a claim's `schedule_key IS NULL` (SQLite scanned every ordinary row).
@@ -54,7 +55,7 @@ TIMESTAMPS = {
 NUL_ESCAPE = r"(^|[^\\])(\\\\)*\\u0000"
 """A JSON text's `\\u0000` escape (not an escaped backslash before `u0000`), as a regex."""
 CLAIM_COLUMNS = ["queue_name", "status", "id"]
-PENDING = "status = 'pending'"
+PENDING = "status = 'pending' AND schedule_key IS NULL"
 SCHEDULE_KEY_INDEX = "ux__tasks_schedule_key"
 HAS_KEY = "schedule_key IS NOT NULL"
 UNIQUE_NAMES = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
@@ -84,9 +85,11 @@ def _columns(bind: Connection, table: str) -> dict[str, dict[str, Any]]:
 
 
 def _claim_index_is_partial(bind: Connection, where_key: str) -> bool:
+    """Whether `ix__tasks_claim` already has the whole claim condition as its predicate."""
     for index in sa.inspect(bind).get_indexes("_tasks"):
         if index["name"] == "ix__tasks_claim":
-            return bool(index.get("dialect_options", {}).get(where_key) is not None)
+            where = index.get("dialect_options", {}).get(where_key)
+            return where is not None and "schedule_key" in str(where)
     return False
 
 
