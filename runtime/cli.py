@@ -7,8 +7,10 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from runtime.errors import ConfigError, TaskError
 
@@ -17,6 +19,14 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A command was called with arguments it cannot act on (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the commands' error shape: one line `prog: error: message`, exit 2
+    (argparse's own prints the usage first, a second line)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.exit(fail(self.prog, message))
 
 
 def describe(exc: BaseException) -> str:

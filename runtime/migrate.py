@@ -18,7 +18,6 @@ This is the only module that imports Alembic; processors, workers and dispatchin
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime.cli import run_command
+from runtime.cli import Parser, run_command
 from runtime.config import load_config
 from runtime.errors import BackendError
 from runtime.schema import SCHEMA_REVISION, SCHEMA_REVISIONS
@@ -177,7 +176,7 @@ def _wait_longer_on_sqlite(engine: Engine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description="Upgrade the task tables to this runtime's schema."
     )
     parser.add_argument(

@@ -1,6 +1,6 @@
 """The runtime's tables, as SQLAlchemy Core metadata.
 
-`_tasks` carries the manual's columns under the names SPEC §8 fixes, plus:
+`_tasks` carries the columns the contract names (docs/contract.md), plus:
 - `schedule_key`: `"service.task"` on the single upcoming row of a schedule, NULL on every
   other row. Its UNIQUE constraint is what makes a schedule have at most one upcoming row
   however many processors race; releasing a due run clears it in a guarded UPDATE.

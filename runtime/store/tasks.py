@@ -78,6 +78,8 @@ class TaskStore(StoreBase):
         """The task's current status; `TaskNotFoundError` if there is no such row."""
         from runtime.errors import TaskNotFoundError
 
+        if not -(2**63) <= task_id < 2**63:  # no column holds it; SQLite would overflow
+            raise TaskNotFoundError(f"no task with id {task_id}")
         with self.read() as conn:
             row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
         if row is None:
