@@ -243,7 +243,9 @@ class ViewStore(StoreBase):
     # -- statistics over a window -----------------------------------------------------------
 
     def _duration(self) -> ColumnElement[Any]:
-        """`completed_at - started_at` in seconds, as each database computes it."""
+        """`completed_at - started_at` in seconds, as each database computes it (SQLite's
+        julianday arithmetic is off by microseconds, so it is rounded to the millisecond
+        there, and a run of exactly 5 s falls into the 5 s bucket)."""
         started, ended = tasks.c.started_at, tasks.c.completed_at
         name = self.backend.name
         if name == "postgresql":
@@ -251,7 +253,7 @@ class ViewStore(StoreBase):
         if name == "mysql":
             micro = func.timestampdiff(literal_column("MICROSECOND"), started, ended)
             return cast(micro, Float) / 1_000_000.0
-        return (func.julianday(ended) - func.julianday(started)) * 86_400.0
+        return func.round((func.julianday(ended) - func.julianday(started)) * 86_400.0, 3)
 
     def _ended_between(self, after: datetime | None, upto: datetime | None) -> ColumnElement[bool]:
         condition = _any_status(_ENDED)

@@ -34,17 +34,19 @@ def insert(
     status: str,
     created: datetime,
     ran: float | None = None,
+    params: Any = None,
     **values: Any,
 ) -> int:
     """A row of `status`, created at `created`, started a second later and (if ended) done
-    `ran` seconds after that."""
+    `ran` seconds after that; params `{"n": 1}` unless given."""
     started = created + timedelta(seconds=1)
     extra: dict[str, Any] = {"status": status, "created_at": to_db(created)}
     if status != "pending":
         extra["started_at"] = to_db(started)
     if ran is not None:
         extra["completed_at"] = to_db(started + timedelta(seconds=ran))
-    return app.insert_row(service, task, queue, {"n": 1}, **(extra | values))
+    given = {"n": 1} if params is None else params
+    return app.insert_row(service, task, queue, given, **(extra | values))
 
 
 def seed(app: App, now: datetime) -> Seeded:
