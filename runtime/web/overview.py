@@ -20,6 +20,8 @@ from runtime.summaries import TaskSummary, iso
 
 LISTED = 10
 """How many recent failures and stuck tasks the overview lists."""
+COUNT_CAP = 10_000
+"""The failed and stuck rows are counted up to this many (shown as `10000+`)."""
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,17 @@ class Overview:
         """The largest pending count of any queue (the scale of the pending bars)."""
         return max([queue.pending for queue in self.queues.queues] + [1])
 
-    def count(self, status: str) -> int:
-        """How many rows the table holds in `status` (failed or stuck)."""
-        return self.counts.get(Status(status), 0)
+    def count(self, status: str) -> str:
+        """How many rows the table holds in `status` (failed or stuck), as shown."""
+        found = self.counts.get(Status(status), 0)
+        return f"{found}+" if found >= COUNT_CAP else str(found)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "generated_at": iso(self.now),
             **self.queues.to_dict(self.now),
             "counts": {status.value: count for status, count in self.counts.items()},
+            "counts_cap": COUNT_CAP,
             "failed": [task.to_dict(self.now) for task in self.failed],
             "stuck": [task.to_dict(self.now) for task in self.stuck],
             "schedules": [state.to_dict(self.now) for state in self.schedules],
@@ -63,7 +67,7 @@ def collect_overview(store: Store, config: Config, now: datetime) -> Overview:
         queues=collect_queues(store, config, now),
         failed=tuple(store.recently_ended(Status.FAILED, LISTED)),
         stuck=tuple(store.recently_ended(Status.STUCK, LISTED)),
-        counts=store.status_counts((Status.FAILED, Status.STUCK)),
+        counts=store.status_counts((Status.FAILED, Status.STUCK), COUNT_CAP),
         schedules=tuple(schedules),
         schedules_error=reason,
     )

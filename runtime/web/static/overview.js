@@ -38,8 +38,9 @@
       row.querySelector('[data-bar="workers"]').value = queue.workers;
     }
     document.getElementById("workers-in-use").textContent = data.workers;
-    document.getElementById("count-failed").textContent = data.counts.failed;
-    document.getElementById("count-stuck").textContent = data.counts.stuck;
+    const counted = (n) => (n >= data.counts_cap ? `${n}+` : `${n}`);
+    document.getElementById("count-failed").textContent = counted(data.counts.failed);
+    document.getElementById("count-stuck").textContent = counted(data.counts.stuck);
     document.getElementById("updated").textContent = data.generated_at.replace("T", " ").slice(0, 19);
   }
 
