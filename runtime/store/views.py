@@ -134,8 +134,11 @@ class ViewStore(StoreBase):
     def _first_id_from(self, conn: Connection, moment: datetime) -> int | None:
         """The lowest id of a row created at or after `moment`, by bisecting the primary
         key (about 20 one-row probes for a million ids); None if there is none."""
-        low, high = conn.execute(select(func.min(tasks.c.id), func.max(tasks.c.id))).one()
-        if low is None:
+        # Two queries: SQLite answers a lone min() or max() from the index, but scans the
+        # whole table for both in one SELECT.
+        low = conn.execute(select(func.min(tasks.c.id))).scalar()
+        high = conn.execute(select(func.max(tasks.c.id))).scalar()
+        if low is None or high is None:
             return None
         bound = to_db(moment)
 
@@ -412,6 +415,10 @@ class ViewStore(StoreBase):
         found: dict[tuple[str, str], ScheduledRun] = {}
         with self.read() as conn:
             for service, task in keys:
+                # Ordered by `id + 0`, which no index provides, so that every database reads
+                # the task's rows from `ix__tasks_service_task` and sorts those few: ordered
+                # by id (or asked for max(id)), SQLite walks the primary key backwards
+                # instead, which for a schedule that never ran is the whole table.
                 row = conn.execute(
                     select(
                         tasks.c.id,
@@ -426,7 +433,7 @@ class ViewStore(StoreBase):
                         tasks.c.execution_mode == ExecutionMode.SCHEDULED.value,
                         tasks.c.schedule_key.is_(None),
                     )
-                    .order_by(tasks.c.id.desc())
+                    .order_by((tasks.c.id + 0).desc())
                     .limit(1)
                 ).first()
                 if row is not None:

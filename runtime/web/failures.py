@@ -8,18 +8,11 @@ problem 503. Messages are the runtime's own one-line texts, which never hold a p
 from __future__ import annotations
 
 from runtime.cli import UsageError, describe
-from runtime.errors import (
-    BackendError,
-    ConfigError,
-    ParamsError,
-    TaskError,
-    TaskNotFoundError,
-    UnknownTaskError,
-)
+from runtime.errors import BackendError, ParamsError, TaskError, TaskNotFoundError, UnknownTaskError
 
 
 def status_code(exc: Exception) -> int:
-    """The HTTP status of a runtime error."""
+    """The HTTP status of a runtime error (a config problem, or any other, is 500)."""
     if isinstance(exc, UsageError):
         return 400
     if isinstance(exc, TaskNotFoundError):
@@ -28,8 +21,6 @@ def status_code(exc: Exception) -> int:
         return 409
     if isinstance(exc, BackendError):
         return 503
-    if isinstance(exc, ConfigError):
-        return 500
     return 500
 
 
