@@ -64,10 +64,10 @@ _SUMMARY = (
 )
 _ENDED = (Status.COMPLETED, Status.FAILED, Status.STUCK)
 
-# The partition of the per-task window functions. Written as `name || ''` so that no index
-# provides its order: given the plain columns, SQLite walks `ix__tasks_service_task` to
-# avoid a sort and reads every row, instead of reading only the window's rows by their end
-# time and sorting those.
+# The grouping and the partition of the per-task statistics. Written as `name || ''` so that
+# no index provides their order: given the plain columns, SQLite walks
+# `ix__tasks_service_task` to avoid a sort and reads every row, instead of reading only the
+# window's rows by their end time and sorting those.
 _PER_TASK = (tasks.c.service_name.concat(""), tasks.c.task_name.concat(""))
 _RAN = (Status.COMPLETED, Status.FAILED)
 
@@ -283,7 +283,7 @@ class ViewStore(StoreBase):
         """Per task: the runs that ended at or after `since` by status, the nearest-rank
         percentiles of their durations, and the run that started last (running included)."""
         window = and_(_any_status(_ENDED), tasks.c.completed_at >= to_db(since))
-        key = (tasks.c.service_name, tasks.c.task_name)
+        key = (_PER_TASK[0].label("service_name"), _PER_TASK[1].label("task_name"))
         with self.read() as conn:
             counts = conn.execute(
                 select(
@@ -295,7 +295,7 @@ class ViewStore(StoreBase):
                     ),
                 )
                 .where(window)
-                .group_by(*key)
+                .group_by(*_PER_TASK)
             ).all()
             ranks = self._percentile_rows(conn, since, percentiles)
             latest = self._latest_runs(conn, window)
