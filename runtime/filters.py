@@ -8,6 +8,7 @@ same functions, which raise `UsageError` with a one-line message for a bad value
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -92,3 +93,30 @@ class TaskFilter:
     since: datetime | None = None
     limit: int = DEFAULT_LIMIT
     before: int | None = None
+
+
+def parse_filter(
+    values: Mapping[str, Sequence[str]], now: datetime, maximum: int = MAX_LIMIT
+) -> TaskFilter:
+    """A `TaskFilter` from query-string values (`status` repeatable, `queue`, `service`,
+    `task`, `since` as `1h`, `limit`, `before`); empty values are ignored."""
+
+    def one(key: str) -> str | None:
+        given = [value for value in values.get(key, ()) if value.strip()]
+        if len(given) > 1:
+            raise UsageError(f"{key} is given {len(given)} times")
+        return given[0] if given else None
+
+    since, limit, before = one("since"), one("limit"), one("before")
+    names = {key: one(key) for key in ("queue", "service", "task")}
+    return TaskFilter(
+        statuses=tuple(
+            dict.fromkeys(parse_status(v) for v in values.get("status", ()) if v.strip())
+        ),
+        queue=None if names["queue"] is None else parse_name(names["queue"], "queue"),
+        service=None if names["service"] is None else parse_name(names["service"], "service"),
+        task=None if names["task"] is None else parse_name(names["task"], "task"),
+        since=None if since is None else now - parse_duration(since),
+        limit=DEFAULT_LIMIT if limit is None else parse_limit(limit, maximum),
+        before=None if before is None else parse_task_id(before),
+    )
