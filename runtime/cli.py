@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from runtime.errors import ConfigError, TaskError
+from runtime.text import escape_controls
 
 EXIT_USAGE = 2
 
@@ -26,7 +27,7 @@ class Parser(argparse.ArgumentParser):
     (argparse's own prints the usage first, a second line)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.exit(fail(self.prog, message))
+        sys.exit(fail(self.prog, escape_controls(message)))
 
 
 def describe(exc: BaseException) -> str:

@@ -11,6 +11,9 @@
   stuck after calling it still gets that expiry (NULL: `temp_directory_default_ttl`).
 - `worker_id`: the `_workers` row of the worker that claimed the task, whose heartbeat
   tells other servers whether the task is still being run.
+
+`ix__tasks_status_completed (status, completed_at)` serves the sweep (the few running rows),
+the operator views' recent failures and time windows, and the old-task cleanup.
 - `description` is not stored; it lives in the generated registry.
 
 `ix__tasks_claim` covers claimable rows only on SQLite and PostgreSQL (a partial index:
@@ -218,7 +221,7 @@ tasks = Table(
         "schedule_key",
         unique=True,
     ),
-    Index("ix__tasks_status", "status", "server_id"),
+    Index("ix__tasks_status_completed", "status", "completed_at"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
     Index("ix__tasks_temp_expiry", "server_id", "temp_expires_at"),
 )

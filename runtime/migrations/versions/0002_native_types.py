@@ -8,6 +8,9 @@ Create Date: 2026-12-01
   task names the worker that claimed it, instead of the worker naming its task.
 - `ix__tasks_claim` becomes partial, `WHERE status = 'pending' AND schedule_key IS NULL`
   (the claim's whole condition), on SQLite and PostgreSQL.
+- `ix__tasks_status (status, server_id)` becomes `ix__tasks_status_completed (status,
+  completed_at)`: the sweep reads the few running rows either way, and the operator views
+  and the cleanup read ended rows by time.
 - The UNIQUE constraint of `schedule_key` becomes the index `ux__tasks_schedule_key`,
   partial (`WHERE schedule_key IS NOT NULL`) on SQLite and PostgreSQL, so that no planner
   takes it for a claim's `schedule_key IS NULL` (SQLite scanned every ordinary row).
@@ -64,6 +67,10 @@ UNIQUE_NAMES = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
 
 def upgrade() -> None:
     bind = op.get_bind()
+    if not _has_index(bind, "ix__tasks_status_completed"):
+        op.create_index("ix__tasks_status_completed", "_tasks", ["status", "completed_at"])
+    if _has_index(bind, "ix__tasks_status"):
+        op.drop_index("ix__tasks_status", table_name="_tasks")
     if bind.dialect.name == "sqlite":
         _upgrade_sqlite(bind)
     elif bind.dialect.name == "postgresql":
