@@ -52,7 +52,11 @@ def app(
         monkeypatch.delenv(variable, raising=False)
     root = tmp_path / "app"
     root.mkdir()
-    config = write_rsx_toml(root, sched_package, database_url, QUEUES, global_max_workers=4)
+    # Workers leave as soon as their queue is empty, as every processor run here expects;
+    # lingering workers are tested in test_idle.py.
+    config = write_rsx_toml(
+        root, sched_package, database_url, QUEUES, global_max_workers=4, worker_idle_seconds=0
+    )
     made = App(root, config)
     yield made
     made.stop_processes()
