@@ -30,10 +30,24 @@ from runtime.store.base import StoreBase, guarded
 # behind one batch is not held long, and far below every database's bound-parameter limit.
 DELETE_BATCH = 1000
 
+# The most characters of log text one statement carries (at most 1 MB in UTF-8): a longer
+# write is sent in pieces, in one transaction, so that no statement nears MariaDB's default
+# max_allowed_packet (16 MB) whatever max_log_bytes is.
+LOG_PIECE_CHARS = 250_000
+
 
 def dumps(value: Any) -> str:
     """JSON text of a value as stored in a column (raises TypeError if not serialisable)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _log_pieces(lines: str) -> tuple[list[str], str]:
+    """Log text as the pieces all but the last of which go before the statement that
+    carries the last (see `LOG_PIECE_CHARS`); no leading pieces for a short text."""
+    if len(lines) <= LOG_PIECE_CHARS:
+        return [], lines
+    pieces = [lines[i : i + LOG_PIECE_CHARS] for i in range(0, len(lines), LOG_PIECE_CHARS)]
+    return pieces[:-1], pieces[-1]
 
 
 def task_channel(task_id: int) -> str:
@@ -56,6 +70,8 @@ class Outcome:
     lines: str = ""
     status_data: Mapping[str, Any] | None = None
     temp_ttl: int = 0
+    replace_log: bool = False
+    """Whether `lines` is the whole log, to write in place of the row's (a truncated log)."""
 
 
 @dataclass(frozen=True)
@@ -225,9 +241,14 @@ class TaskStore(StoreBase):
             self.backend.notify(conn, task_channel(params["b_id"]))
         return changed
 
-    def _appended(self, values: dict[str, Any], lines: str, status_data: bool) -> dict[str, Any]:
-        """`values` plus the log append and the status data, when there are any."""
-        if lines:
+    def _appended(
+        self, values: dict[str, Any], lines: str, status_data: bool, replace: bool = False
+    ) -> dict[str, Any]:
+        """`values` plus the log append (or, with `replace`, the whole log) and the status
+        data, when there are any."""
+        if lines and replace:
+            values["status_log"] = bindparam("v_lines")
+        elif lines:
             values["status_log"] = func.coalesce(tasks.c.status_log, "") + bindparam("v_lines")
         if status_data:
             values["status_data"] = bindparam("v_status_data")
@@ -250,9 +271,11 @@ class TaskStore(StoreBase):
         """
         moment = to_db(now)
         assert moment is not None
-        has_lines, has_status = bool(outcome.lines), outcome.status_data is not None
+        leading, lines = _log_pieces(outcome.lines)
+        replace = outcome.replace_log and not leading
+        has_lines, has_status = bool(lines), outcome.status_data is not None
         statement = self._running_update(
-            ("finish", has_lines, has_status),
+            ("finish", has_lines, has_status, replace),
             lambda: self._appended(
                 {
                     "status": bindparam("v_status"),
@@ -267,8 +290,9 @@ class TaskStore(StoreBase):
                         else_=None,
                     ),
                 },
-                outcome.lines,
+                lines,
                 has_status,
+                replace,
             ),
         )
         params: dict[str, Any] = {
@@ -280,11 +304,13 @@ class TaskStore(StoreBase):
             "v_expires": moment + timedelta(seconds=outcome.temp_ttl),
         }
         if has_lines:
-            params["v_lines"] = outcome.lines
+            params["v_lines"] = lines
         if has_status:
             params["v_status_data"] = dumps(dict(outcome.status_data or {}))
         with self.write() as conn:
-            done = self._changed(conn, statement, params)
+            done = self._send_pieces(conn, params, leading, outcome.replace_log) and (
+                self._changed(conn, statement, params)
+            )
             following = None if claim_next is None else self._claim(conn, claim_next, moment)
         return done, following
 
@@ -299,8 +325,12 @@ class TaskStore(StoreBase):
         temp_ttl: int | None = None,
         has_temp_directory: bool = False,
         now: datetime,
+        replace_log: bool = False,
     ) -> bool:
-        """Append log lines and store status data of a running task; False if not ours."""
+        """Append log lines (with `replace_log`: write the whole log) and store status data
+        of a running task; False if not ours."""
+        leading, lines = _log_pieces(lines)
+        replace = replace_log and not leading
         params: dict[str, Any] = {"b_id": task_id, "b_pid": pid, "v_moment": to_db(now)}
         if temp_ttl is not None:
             params["v_temp_ttl"] = temp_ttl
@@ -317,12 +347,32 @@ class TaskStore(StoreBase):
                 changes["has_temp_directory"] = True
             if has_ttl:
                 changes["temp_ttl_seconds"] = bindparam("v_temp_ttl")
-            return self._appended(changes, lines, has_status)
+            return self._appended(changes, lines, has_status, replace)
 
-        key = ("progress", bool(lines), has_status, has_temp_directory, has_ttl)
+        key = ("progress", bool(lines), has_status, has_temp_directory, has_ttl, replace)
         statement = self._running_update(key, values)
         with self.write() as conn:
-            return self._changed(conn, statement, params)
+            return self._send_pieces(conn, params, leading, replace_log) and (
+                self._changed(conn, statement, params)
+            )
+
+    def _send_pieces(
+        self, conn: Any, params: Mapping[str, Any], pieces: list[str], replace: bool
+    ) -> bool:
+        """Write the leading pieces of a long log write, in the caller's transaction (the
+        first in place of the row's log with `replace`); False if the row is not ours."""
+        for index, piece in enumerate(pieces):
+            first = replace and index == 0
+
+            def values(first: bool = first) -> dict[str, Any]:
+                moment = {"updated_at": bindparam("v_moment", type_=Timestamp())}
+                return self._appended(moment, "x", False, first)
+
+            statement = self._running_update(("log_piece", first), values)
+            step = {"b_id": params["b_id"], "b_pid": params["b_pid"], "v_lines": piece}
+            if not self._changed(conn, statement, step | {"v_moment": params["v_moment"]}):
+                return False
+        return True
 
     @guarded
     def mark_stuck(self, task_id: int, pid: int | None, reason: str, now: datetime) -> bool:

@@ -127,3 +127,33 @@ def chatter(task: TaskInstance, gate: str, pause: float = 0.02) -> dict[str, Any
         time.sleep(pause)
     task.log(f"done after {count} lines")
     return {"lines": count, "pid": os.getpid()}
+
+
+@task("Log many numbered lines")
+def chatty(task: TaskInstance, lines: int) -> int:
+    for number in range(lines):
+        task.log(f"line {number}")
+    return lines
+
+
+@task("Return a string of the given length")
+def big_result(task: TaskInstance, size: int) -> str:
+    task.log(f"returning {size} characters")
+    return "x" * size
+
+
+@task("Log, set status or return text some database cannot store")
+def unstorable(task: TaskInstance, what: str) -> str:
+    name = os.fsdecode(b"caf\xe9.txt")
+    task.log("before")
+    if what == "log":
+        task.log(f"opened {name}")
+        task.log("a nul \x00 byte")
+        task.log("after")
+    elif what == "status":
+        task.set_status("file", name)
+    elif what == "big_status":
+        task.set_status("blob", "x" * 5_000_000)
+    elif what == "result":
+        return name
+    return "done"
