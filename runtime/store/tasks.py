@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
 from runtime.clock import log_line, to_db
-from runtime.processes import is_alive
+from runtime.processes import is_alive, kill_orphaned_group
 from runtime.schema import Timestamp, claimable, status_is, tasks, workers
 from runtime.state import ExecutionMode, Status, TaskStatus
 from runtime.store.base import StoreBase, guarded
@@ -426,8 +426,9 @@ class TaskStore(StoreBase):
         """Mark stuck the running tasks whose worker is gone; return their ids.
 
         On this server a worker is gone when its PID is not alive or belongs to a process
-        started at another time; on another server, when the worker row that claimed the
-        task has sent no heartbeat within `cleanup_stuck_after`.
+        started at another time (what its task started, in the executor's process group, is
+        killed too); on another server, when the worker row that claimed the task has sent
+        no heartbeat within `cleanup_stuck_after`.
         """
         cutoff = to_db(now - timedelta(seconds=self.config.cleanup_stuck_after))
         running = status_is(Status.RUNNING)
@@ -457,6 +458,7 @@ class TaskStore(StoreBase):
             reason = f"Worker process {row.worker_pid} is gone; marked stuck by the processor"
             if self.mark_stuck(row.id, row.worker_pid, reason, now):
                 stuck.append(row.id)
+                kill_orphaned_group(row.worker_pid, row.worker_started)
         for row in remote:
             reason = (
                 f"Worker on server {row.server_id} sent no heartbeat for "

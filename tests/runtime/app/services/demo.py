@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -157,3 +158,26 @@ def unstorable(task: TaskInstance, what: str) -> str:
     elif what == "result":
         return name
     return "done"
+
+
+@task("Start a child process, then overrun the timeout", queue="slow", timeout=2)
+def child_past_timeout(task: TaskInstance, seconds: str) -> None:
+    child = subprocess.Popen(["sleep", seconds])
+    task.log(f"started child {child.pid}")
+    time.sleep(60)
+
+
+@task("Start a child process, then wait for a gate file", queue="video")
+def child_then_gate(task: TaskInstance, seconds: str, gate: str) -> None:
+    child = subprocess.Popen(["sleep", seconds])
+    task.log(f"started child {child.pid}")
+    wait_for_file(Path(gate), 60)
+
+
+@task("Fork a child that outlives the task, and return")
+def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    return {"child": pid, "supervisor": os.getppid()}
