@@ -7,10 +7,17 @@ back whole, so that is safe whatever it writes), at most `ATTEMPTS` times in all
 other database failure leaves the store as one `BackendError` line naming the URL without
 its password. A connection lost *during* COMMIT is never retried: the outcome is unknown,
 and a retried INSERT could dispatch twice.
+
+A process that forks (gunicorn `--preload`, `multiprocessing`) gives its child a copy of
+every pooled connection, whose socket the parent still uses. Every store therefore drops
+its pools in the child right after a fork, without closing the parent's sessions, so the
+child makes its own connections on first use.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -67,6 +74,7 @@ class StoreBase:
         self._read_engine: Engine | None = None
         self._backend: Backend | None = None
         self._schema_ready = False
+        _stores.add(self)
 
     @property
     def backend(self) -> Backend:
@@ -179,6 +187,19 @@ class StoreBase:
                 select(meta.c.value).where(meta.c.key == "schema_version")
             ).scalar()
         return None if value is None else int(value)
+
+
+_stores: weakref.WeakSet[StoreBase] = weakref.WeakSet()
+"""Every store of this process, for `_forget_pools_after_fork`."""
+
+
+def _forget_pools_after_fork() -> None:
+    """In a forked child: give every store new, empty pools; the parent keeps its sessions."""
+    for store in list(_stores):
+        store.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def first_line(exc: BaseException) -> str:
