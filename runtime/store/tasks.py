@@ -13,6 +13,7 @@ its task and claims the next in the same transaction (`finish(..., claim_next=..
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ DELETE_BATCH = 1000
 # write is sent in pieces, in one transaction, so that no statement nears MariaDB's default
 # max_allowed_packet (16 MB) whatever max_log_bytes is.
 LOG_PIECE_CHARS = 250_000
+
+log = logging.getLogger(__name__)
 
 
 def dumps(value: Any) -> str:
@@ -425,6 +428,9 @@ class TaskStore(StoreBase):
     def sweep(self, now: datetime) -> list[int]:
         """Mark stuck the running tasks whose worker is gone; return their ids.
 
+        A row that cannot be marked (a value no datetime can hold, say) is logged and left
+        as it is, and the others are marked all the same.
+
         On this server a worker is gone when its PID is not alive or belongs to a process
         started at another time (what its task started, in the executor's process group, is
         killed too); on another server, when the worker row that claimed the task has sent
@@ -453,19 +459,25 @@ class TaskStore(StoreBase):
             ).all()
         stuck: list[int] = []
         for row in local:
-            if is_alive(row.worker_pid, row.worker_started):
-                continue
-            reason = f"Worker process {row.worker_pid} is gone; marked stuck by the processor"
-            if self.mark_stuck(row.id, row.worker_pid, reason, now):
-                stuck.append(row.id)
-                kill_orphaned_group(row.worker_pid, row.worker_started)
+            try:
+                if is_alive(row.worker_pid, row.worker_started):
+                    continue
+                reason = f"Worker process {row.worker_pid} is gone; marked stuck by the processor"
+                if self.mark_stuck(row.id, row.worker_pid, reason, now):
+                    stuck.append(row.id)
+                    kill_orphaned_group(row.worker_pid, row.worker_started)
+            except Exception as exc:
+                _skipped(row.id, exc)
         for row in remote:
             reason = (
                 f"Worker on server {row.server_id} sent no heartbeat for "
                 f"{self.config.cleanup_stuck_after} s; marked stuck by server {self.server_id}"
             )
-            if self.mark_stuck(row.id, row.worker_pid, reason, now):
-                stuck.append(row.id)
+            try:
+                if self.mark_stuck(row.id, row.worker_pid, reason, now):
+                    stuck.append(row.id)
+            except Exception as exc:
+                _skipped(row.id, exc)
         return stuck
 
     # -- maintenance --------------------------------------------------------------------
@@ -535,3 +547,13 @@ class TaskStore(StoreBase):
             if len(batch) < DELETE_BATCH:
                 return deleted
 
+
+def _skipped(task_id: int, exc: Exception) -> None:
+    """Log that the sweep left a row it could not process."""
+    log.warning(
+        "task %s: could not be marked stuck, left as it is: %s: %s",
+        task_id,
+        type(exc).__name__,
+        exc,
+        extra={"task_id": task_id},
+    )
