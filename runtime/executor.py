@@ -37,6 +37,7 @@ from runtime.maintenance import task_folder
 from runtime.processes import start_time
 from runtime.registry import TaskEntry, bind
 from runtime.state import Status, TaskStatus
+from runtime.storage import task_directory
 from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
 from runtime.tasklog import BoundedLog
 from runtime.text import shorten, storable, surrogate_in, utf8_size
@@ -103,8 +104,7 @@ class RowSink:
         self._wake()
 
     def temp_directory(self) -> Path:
-        path = task_folder(self.config, self.task_id)
-        path.mkdir(parents=True, exist_ok=True)
+        path = task_directory(task_folder(self.config, self.task_id))
         if not self._has_temp:
             self._has_temp = True
             self.store.progress(self.task_id, self.pid, has_temp_directory=True, now=utcnow())

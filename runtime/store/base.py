@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, insert, select
@@ -104,6 +105,8 @@ class StoreBase:
 
     def _create_engine(self, autocommit: bool) -> Engine:
         try:
+            if self.backend.name == "sqlite":
+                _private_database_file(self.url)
             return self.backend.create_engine(self.url, autocommit=autocommit)
         except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
             raise BackendError(f"cannot use database {masked_url(self.url)}: {exc}") from None
@@ -200,6 +203,18 @@ def _forget_pools_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _private_database_file(url: str) -> None:
+    """Create a SQLite database file 0600 in a 0700 folder before SQLite does (it would use
+    the umask); SQLite gives the `-wal` and `-shm` files the database file's mode."""
+    from sqlalchemy.engine import make_url
+
+    from runtime.storage import create_private_file
+
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        create_private_file(Path(database))
 
 
 def first_line(exc: BaseException) -> str:
