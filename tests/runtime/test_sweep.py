@@ -133,3 +133,24 @@ def test_a_worker_reservation_with_a_zero_date_is_forgotten_like_a_dead_one(
     assert app.wait_status(pending).result == 2
     app.wait_idle()
     assert app.registered_workers() == []
+
+
+def test_a_task_claimed_after_the_processor_read_the_clock_never_ends_before_it_started(
+    app: App,
+) -> None:
+    from runtime.process import process
+
+    me = psutil.Process()
+    processor_now = utcnow() - timedelta(seconds=5)
+    started = utcnow()
+    task_id = app.insert_row(
+        "demo", "add", "default", {}, status="running", started_at=to_db(started),
+        worker_pid=me.pid, worker_started=me.create_time() - 3600,
+    )
+
+    assert process(app.config, now=processor_now) == 0
+
+    status = app.status(task_id)
+    assert status.status == "stuck"
+    assert status.started_at is not None and status.completed_at is not None
+    assert status.completed_at >= status.started_at
