@@ -8,68 +8,15 @@ lists) is a property here, so the templates stay free of logic.
 from __future__ import annotations
 
 import json
-import keyword
-import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from rsxgen.scanner.facts import ParamFacts
 from rsxgen.spelling import ALIASES, SHADOWABLE, JsonType, parse_spelling
 from runtime.text import escape_controls
 
 HEADER_SOURCE_DEFAULT = "services"
-
-BASE_MODEL_NAMES = frozenset(
-    {
-        "construct",
-        "copy",
-        "dict",
-        "from_orm",
-        "json",
-        "parse_file",
-        "parse_obj",
-        "parse_raw",
-        "schema",
-        "schema_json",
-        "update_forward_refs",
-        "validate",
-    }
-)
-"""pydantic `BaseModel`'s public attributes that do not start with `model_` (pydantic 2).
-
-A field of that name shadows the attribute (pydantic warns, mypy rejects the override),
-and names starting with `model_` are pydantic's own namespace (`model_config`,
-`model_dump`, ...), so neither can be a parameter of the generated model."""
-
-
-def normal(name: str) -> str:
-    """The identifier as Python reads it: NFKC-normalised, so `ﬁnd` is `find`."""
-    return name if name.isascii() else unicodedata.normalize("NFKC", name)
-
-
-def is_name(name: object) -> bool:
-    """Whether `name` is an identifier as Python reads it and not a keyword."""
-    return (
-        isinstance(name, str)
-        and name.isidentifier()
-        and not keyword.iskeyword(name)
-        and normal(name) == name
-    )
-
-
-def reserved_param(name: str) -> str | None:
-    """Why a parameter cannot be called `name` in the generated model, or None if it can."""
-    if name.startswith("_"):
-        return (
-            "starts with an underscore, so pydantic would keep it out of the generated "
-            "parameter model and it could never be passed"
-        )
-    if name.startswith("model_"):
-        return "is in pydantic's reserved model_ namespace (model_config, model_dump, ...)"
-    if name in BASE_MODEL_NAMES:
-        return f"is an attribute of pydantic's BaseModel (BaseModel.{name})"
-    return None
-
 
 def camel(dotted: str) -> str:
     """`billing.invoice` + `send_mail` style names to `BillingInvoice` / `SendMail`."""
@@ -78,24 +25,13 @@ def camel(dotted: str) -> str:
 
 
 @dataclass(frozen=True)
-class Param:
-    """One task parameter after the TaskInstance one.
+class Param(ParamFacts):
+    """One task parameter as generated code spells it (see `ParamFacts` for the fields)."""
 
-    `type` is the annotation's canonical spelling in generated code, using only the names
-    `datetime`, `typing` and builtins (e.g. `list[int]`, `int | None`, `datetime.date`,
-    `typing.Literal['a', 'b']`, `typing.Any`). `default` is the literal's Python source
-    (e.g. `'high'`, `None`, `[1, 2]`) or None when the parameter is required;
-    `default_value` is the same value as JSON-ready data.
-    """
-
-    name: str
-    type: str
-    default: str | None = None
-    default_value: Any = None
-
-    @property
-    def required(self) -> bool:
-        return self.default is None
+    @classmethod
+    def of(cls, facts: ParamFacts) -> Param:
+        """The manifest's view of a scanned parameter."""
+        return cls(facts.name, facts.type, facts.default, facts.default_value)
 
     @property
     def signature(self) -> str:

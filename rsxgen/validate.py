@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Sequence
 
 from rsxgen.diagnostics import Diagnostic
-from rsxgen.manifest import Manifest, ServiceDef, TaskDef, camel
+from rsxgen.manifest import Manifest, Param, ServiceDef, TaskDef, camel
 from rsxgen.scanner import FileScan, TaskFacts
 from runtime.config import Config
 from runtime.errors import ConfigError
@@ -141,7 +141,7 @@ def _task(facts: TaskFacts, scan: FileScan, config: Config, col: int) -> TaskDef
         timeout=facts.timeout if facts.timeout is not None else config.default_timeout,
         module=scan.module,
         function=facts.name,
-        params=facts.params,
+        params=tuple(Param.of(p) for p in facts.params),
         cron=facts.cron,
         source=scan.path,
         line=facts.at[0],

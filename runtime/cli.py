@@ -7,16 +7,27 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from runtime.errors import ConfigError, TaskError
+from runtime.text import escape_controls
 
 EXIT_USAGE = 2
 
 
 class UsageError(Exception):
     """A command was called with arguments it cannot act on (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the commands' error shape: one line `prog: error: message`, exit 2
+    (argparse's own prints the usage first, a second line)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.exit(fail(self.prog, escape_controls(message)))
 
 
 def describe(exc: BaseException) -> str:

@@ -10,13 +10,12 @@ loads neither pydantic nor the task registry.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from datetime import datetime
 
-from runtime.cli import UsageError, run_command
+from runtime.cli import Parser, UsageError, run_command
 from runtime.clock import utcnow
 from runtime.config import Config, load_config
 from runtime.logs import configure
@@ -93,7 +92,7 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Run due and pending tasks.")
+    parser = Parser(prog=PROG, description="Run due and pending tasks.")
     parser.add_argument("--queue", help="spawn for and work on this queue only")
     parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
     args = parser.parse_args(argv)

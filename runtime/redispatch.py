@@ -6,17 +6,16 @@ stuck tasks are never retried otherwise.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from runtime.cli import fail, run_command
+from runtime.cli import Parser, fail, run_command
 from runtime.limits import is_task_id
 
 PROG = "python -m runtime.redispatch"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Queue a new copy of a task.")
+    parser = Parser(prog=PROG, description="Queue a new copy of a task.")
     parser.add_argument("task_id", type=int, metavar="TASK_ID")
     parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
     args = parser.parse_args(argv)

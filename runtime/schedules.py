@@ -7,7 +7,6 @@ yet has no upcoming row; its next run is computed and marked `*`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runtime.cli import run_command
+from runtime.cli import Parser, run_command
 from runtime.clock import from_db, utcnow
 from runtime.config import Config, load_config
 from runtime.registry import ScheduleEntry, load_schedules
@@ -163,7 +162,7 @@ def render(views: Sequence[ScheduleView], orphans: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description="List each scheduled task with its next run and its last run."
     )
     parser.add_argument("--config", metavar="PATH", help="path of rsx.toml (default: found upward)")

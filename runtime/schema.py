@@ -1,6 +1,6 @@
 """The runtime's tables, as SQLAlchemy Core metadata.
 
-`_tasks` carries the manual's columns under the names SPEC §8 fixes, plus:
+`_tasks` carries the columns the contract names (docs/contract.md), plus:
 - `schedule_key`: `"service.task"` on the single upcoming row of a schedule, NULL on every
   other row. Its UNIQUE constraint is what makes a schedule have at most one upcoming row
   however many processors race; releasing a due run clears it in a guarded UPDATE.
@@ -12,25 +12,37 @@
 - `worker_id`: the `_workers` row of the worker that claimed the task, whose heartbeat
   tells other servers whether the task is still being run.
 
-`ix__tasks_claim` covers pending rows only on SQLite and PostgreSQL (a partial index), so
-a claim stays one short index probe however many ended rows the table keeps; MySQL has no
+`ix__tasks_status_completed (status, completed_at)` serves the sweep (the few running rows),
+the operator views' recent failures and time windows, and the old-task cleanup.
+- `description` is not stored; it lives in the generated registry.
+
+`ix__tasks_claim` covers claimable rows only on SQLite and PostgreSQL (a partial index:
+pending, without a schedule key), so a claim stays one short index probe however many
+ended rows the table keeps (with the whole claim condition in its predicate, PostgreSQL
+estimates it right and walks it in id order instead of sorting every pending row); MySQL has no
 partial indexes and gets the full (queue_name, status, id) index. The UNIQUE index of
 `schedule_key` covers only the rows that have one, so that no planner takes it for the
 claim's `schedule_key IS NULL` (SQLite did: a scan of every ordinary row per claim).
-- `description` is not stored; it lives in the generated registry.
 
-`_workers` has one row per live worker process; `_meta` records the schema version.
+`_workers` has one row per live worker process. `_tasks_alembic_version` holds the
+schema's revision (`SCHEMA_REVISION`), as Alembic keeps it; `runtime.migrate` upgrades an
+older database, and the store refuses to use one (`StoreBase.ensure_schema`).
 
-On MySQL/MariaDB timestamps are `DATETIME(6)` (plain DATETIME drops the fraction of a
-second, which FIFO and timeout checks need) and text columns `LONGTEXT` (TEXT stops at
-64 KB, and a task's log can grow past it). The MySQL types load only when that dialect is
-used, so SQLite users do not pay for importing them. MySQL tables are InnoDB (row locks,
-`SKIP LOCKED`) in utf8mb4 with the binary collation, so names compare case-sensitively
-as on SQLite and PostgreSQL (`Video` is not `video`) and any text fits.
+`params`, `result` and `status_data` are JSON in the database's own type (`jsonb` on
+PostgreSQL, `JSON` on MySQL/MariaDB, TEXT on SQLite) and JSON text in Python: the store
+writes `json.dumps` output and parses what it reads. Timestamps are naive UTC in Python
+on every backend; PostgreSQL stores them as `timestamptz`, MySQL/MariaDB as `DATETIME(6)`
+(plain DATETIME drops the fraction of a second, which FIFO and timeout checks need). The
+log is `LONGTEXT` on MySQL/MariaDB (TEXT stops at 64 KB, and a task's log can grow past
+it). The MySQL types load only when that dialect is used, so SQLite users do not pay for
+importing them. MySQL tables are InnoDB (row locks, `SKIP LOCKED`) in utf8mb4 with the
+binary collation, so names compare case-sensitively as on SQLite and PostgreSQL (`Video`
+is not `video`) and any text fits.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -43,19 +55,27 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     TypeDecorator,
     and_,
+    cast,
     literal_column,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from runtime.state import Status
 
-SCHEMA_VERSION = 2
+SCHEMA_REVISIONS = ("0001", "0002")
+"""The Alembic revisions of `runtime/migrations`, oldest first (a test checks they match)."""
+SCHEMA_REVISION = SCHEMA_REVISIONS[-1]
+"""The revision these tables are at: a database must be at it to be used."""
+VERSION_TABLE = "_tasks_alembic_version"
+"""Alembic's version table for the task tables, apart from any the application keeps."""
 
 metadata = MetaData()
 
@@ -70,7 +90,12 @@ _MYSQL_TABLE: dict[str, Any] = {
 
 
 class Timestamp(TypeDecorator[Any]):
-    """A naive UTC DateTime, with microseconds on MySQL/MariaDB too (`DATETIME(6)`)."""
+    """A naive UTC datetime in Python on every backend.
+
+    Stored as `TIMESTAMP WITH TIME ZONE` on PostgreSQL (values are sent with UTC attached
+    and read back converted to UTC), `DATETIME(6)` on MySQL/MariaDB (with microseconds),
+    and DATETIME on SQLite.
+    """
 
     impl = DateTime
     cache_ok = True
@@ -80,7 +105,67 @@ class Timestamp(TypeDecorator[Any]):
             from sqlalchemy.dialects.mysql import DATETIME
 
             return dialect.type_descriptor(DATETIME(fsp=6))
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
         return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        if dialect.name == "postgresql":
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        if value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+
+class _JSONB(UserDefinedType[Any]):
+    """PostgreSQL's `jsonb`, written from JSON text and read back as JSON text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSONB"
+
+    def bind_expression(self, bindvalue: BindParameter[Any]) -> ColumnElement[Any]:
+        return cast(bindvalue, self)
+
+    def column_expression(self, colexpr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return cast(colexpr, Text())
+
+
+class _MySQLJSON(UserDefinedType[Any]):
+    """MySQL's `JSON` (on MariaDB a LONGTEXT checked by `JSON_VALID`); PyMySQL reads str."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSON"
+
+
+class JsonText(TypeDecorator[Any]):
+    """JSON in the database's own type, JSON text (a `str`) in Python.
+
+    `jsonb` on PostgreSQL, `JSON` on MySQL/MariaDB, TEXT on SQLite, so that operators can
+    query into it (`params->>'video_id'`, `JSON_VALUE(params, '$.video_id')`), while the
+    store keeps writing `json.dumps` output and parsing what it reads. PostgreSQL returns
+    `jsonb` as its own canonical text: the same value, keys reordered and spaced.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return _JSONB()
+        if dialect.name in _MYSQL:
+            return _MySQLJSON()
+        return dialect.type_descriptor(Text())
 
 
 class LongText(TypeDecorator[Any]):
@@ -107,9 +192,9 @@ tasks = Table(
     Column("queue_name", String(100), nullable=False),
     Column("execution_mode", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("params", LongText(), nullable=False),
-    Column("result", LongText(), nullable=True),
-    Column("status_data", LongText(), nullable=True),
+    Column("params", JsonText(), nullable=False),
+    Column("result", JsonText(), nullable=True),
+    Column("status_data", JsonText(), nullable=True),
     Column("status_log", LongText(), nullable=True),
     Column("scheduled_at", Timestamp(), nullable=True),
     Column("next_run_at", Timestamp(), nullable=True),
@@ -136,7 +221,7 @@ tasks = Table(
         "schedule_key",
         unique=True,
     ),
-    Index("ix__tasks_status", "status", "server_id"),
+    Index("ix__tasks_status_completed", "status", "completed_at"),
     Index("ix__tasks_service_task", "service_name", "task_name", "status"),
     Index("ix__tasks_temp_expiry", "server_id", "temp_expires_at"),
 )
@@ -154,12 +239,13 @@ workers = Table(
     Index("ix__workers_server_queue", "server_id", "queue_name"),
 )
 
-meta = Table(
-    "_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(255), nullable=False),
+version_table = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
 )
+"""The version table exactly as Alembic makes it (kept out of `metadata`: Alembic owns it)."""
 
 
 def status_is(status: Status) -> ColumnElement[bool]:
@@ -179,7 +265,7 @@ def claimable(queue: str | ColumnElement[Any] | None = None) -> ColumnElement[bo
 
 # Partial indexes (SQLite and PostgreSQL; MySQL has none and keeps them whole).
 _PARTIAL = {
-    "ix__tasks_claim": "status = 'pending'",
+    "ix__tasks_claim": "status = 'pending' AND schedule_key IS NULL",
     "ux__tasks_schedule_key": "schedule_key IS NOT NULL",
 }
 

@@ -7,14 +7,13 @@ the task ends, then exits 0 if it completed and 1 otherwise. Unknown id: exit 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-from runtime.cli import fail, run_command
+from runtime.cli import Parser, fail, run_command
 from runtime.config import load_config
 from runtime.limits import is_task_id
 from runtime.state import Status, TaskStatus
@@ -147,7 +146,7 @@ class Follower:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Show a task's status.")
+    parser = Parser(prog=PROG, description="Show a task's status.")
     parser.add_argument("task_id", type=int, metavar="TASK_ID")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--follow", action="store_true", help="follow log and progress")

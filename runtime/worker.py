@@ -26,7 +26,6 @@ other queues still waiting, since its freed slot may be the one they were waitin
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import logging
 import os
@@ -362,11 +361,11 @@ def _die_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m runtime.worker --queue Q [--config PATH]`."""
-    from runtime.cli import run_command
+    from runtime.cli import Parser, run_command
     from runtime.config import load_config
     from runtime.logs import configure
 
-    parser = argparse.ArgumentParser(prog="python -m runtime.worker")
+    parser = Parser(prog="python -m runtime.worker")
     parser.add_argument("--queue", required=True)
     parser.add_argument("--config")
     parser.add_argument("--slot", type=int, help="the _workers row reserved for this process")

@@ -60,6 +60,8 @@ def test_the_wheel_holds_both_packages_their_markers_and_templates_only(wheel: P
         "runtime/__init__.py",
         "runtime/py.typed",
         "runtime/cleanup_service.py",
+        "runtime/migrations/env.py",
+        "runtime/migrations/versions/0002_native_types.py",
         "rsxgen/py.typed",
         "rsxgen/templates/tasks.py.j2",
         "rsxgen/templates/registry.py.j2",

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from rsxgen.diagnostics import CODES, Diagnostic
-from rsxgen.manifest import Param, is_name, reserved_param
+from rsxgen.names import is_name, reserved_param
 from rsxgen.scanner.cron import CronError, check_cron
 from rsxgen.spelling import SpellingError, parse_spelling, to_json
 from runtime.limits import MAX_DURATION_SECONDS
@@ -46,6 +46,28 @@ class CacheEntryError(ValueError):
 
 
 @dataclass(frozen=True)
+class ParamFacts:
+    """One task parameter after the TaskInstance one, as scanned.
+
+    `type` is the annotation's canonical spelling in generated code, using only the names
+    `datetime`, `typing` and builtins (e.g. `list[int]`, `int | None`, `datetime.date`,
+    `typing.Literal['a', 'b']`, `typing.Any`). `default` is the literal's Python source
+    (e.g. `'high'`, `None`, `[1, 2]`) or None when the parameter is required;
+    `default_value` is the same value as JSON-ready data.
+    """
+
+    name: str
+    type: str
+    default: str | None = None
+    default_value: Any = None
+
+    @property
+    def required(self) -> bool:
+        """Whether the parameter has no default."""
+        return self.default is None
+
+
+@dataclass(frozen=True)
 class TaskFacts:
     """One task as written, before the config gives it a queue and timeout.
 
@@ -64,7 +86,7 @@ class TaskFacts:
     scheduled: bool = False
     cron: str | None = None
     cron_at: Position | None = None
-    params: tuple[Param, ...] = ()
+    params: tuple[ParamFacts, ...] = ()
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -177,7 +199,7 @@ class FileScan:
         return cls(path=path, service=service, module=module, tasks=facts, diagnostics=found)
 
 
-def _param(data: object) -> Param:
+def _param(data: object) -> ParamFacts:
     """One cached parameter: an allowed name, a canonical type, a literal default of it."""
     if not isinstance(data, dict) or data.keys() != _PARAM_KEYS:
         raise CacheEntryError("a parameter entry without the keys of one")
@@ -188,10 +210,10 @@ def _param(data: object) -> Param:
         raise CacheEntryError("a parameter type that is not a string")
     if default is None:
         _kind(spelling)
-        return Param(name, spelling)
+        return ParamFacts(name, spelling)
     if not isinstance(default, str):
         raise CacheEntryError("a default that is not Python source")
-    return Param(name, spelling, default, copy.deepcopy(_default_value(spelling, default)))
+    return ParamFacts(name, spelling, default, copy.deepcopy(_default_value(spelling, default)))
 
 
 @lru_cache(maxsize=4096)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
-from rsxgen.manifest import normal
+from rsxgen.names import normal
 
 RUNTIME_EXPORTS = (
     "BackendError",

@@ -19,7 +19,7 @@ import warnings
 import libcst as cst
 
 from rsxgen.diagnostics import Diagnostic
-from rsxgen.manifest import normal
+from rsxgen.names import normal
 from rsxgen.scanner.decorators import Decorated, DecoratorGatherer
 from rsxgen.scanner.facts import FileScan, Position, TaskFacts
 from rsxgen.scanner.names import ModuleNames

@@ -1,4 +1,4 @@
-"""The signature gatherer: each task's parameters as `Param`s, and their problems.
+"""The signature gatherer: each task's parameters as `ParamFacts`s, and their problems.
 
 Checks RSX007-RSX011: the first parameter is the `TaskInstance`; every other one has a
 JSON-compatible annotation and, if any, a literal default of that type (required for a
@@ -11,8 +11,9 @@ from typing import Any
 
 import libcst as cst
 
-from rsxgen.manifest import Param, normal, reserved_param
+from rsxgen.names import normal, reserved_param
 from rsxgen.scanner.decorators import Decorated
+from rsxgen.scanner.facts import ParamFacts
 from rsxgen.scanner.literals import NotJson, NotLiteral, literal_value, string_value, to_json
 from rsxgen.scanner.names import ModuleNames
 from rsxgen.scanner.report import Report, code_of
@@ -27,7 +28,7 @@ class SignatureGatherer:
     def __init__(self, names: ModuleNames, report: Report) -> None:
         self.names = names
         self.report = report
-        self.params: dict[str, tuple[Param, ...]] = {}
+        self.params: dict[str, tuple[ParamFacts, ...]] = {}
         self._resolve: Resolve = lambda part: None
 
     def gather(self, found: Decorated) -> None:
@@ -120,7 +121,7 @@ class SignatureGatherer:
                 return False
         return self._resolve(annotation) in TASK_INSTANCE
 
-    def _param(self, param: cst.Param, node: cst.FunctionDef, scheduled: bool) -> Param | None:
+    def _param(self, param: cst.Param, node: cst.FunctionDef, scheduled: bool) -> ParamFacts | None:
         name = normal(param.name.value)
         kind: JsonType | None = None
         reserved = reserved_param(name)
@@ -146,7 +147,7 @@ class SignatureGatherer:
                     "RSX011",
                     f"parameter '{name}' needs a default: a scheduled task runs without arguments",
                 )
-            return Param(name, kind.spelling) if kind and reserved is None else None
+            return ParamFacts(name, kind.spelling) if kind and reserved is None else None
         value = self._default(param, param.default, node)
         if value is _MISSING or kind is None or reserved is not None:
             return None
@@ -159,7 +160,7 @@ class SignatureGatherer:
                 f"does not match its type {kind.spelling}",
             )
             return None
-        return Param(name, kind.spelling, repr(value), to_json(value))
+        return ParamFacts(name, kind.spelling, repr(value), to_json(value))
 
     def _default(self, param: cst.Param, default: cst.BaseExpression, node: cst.FunctionDef) -> Any:
         try:

@@ -36,6 +36,8 @@ from runtime.schema import claimable, status_is, tasks
 from runtime.state import Status
 
 T = TypeVar("T")
+Compile = Callable[[Hashable, Callable[[], Any]], Any]
+"""Gives the `runtime.store.fast.Prepared` form of the statement a builder makes, by key."""
 
 
 class Failure(StrEnum):
@@ -168,6 +170,30 @@ class Backend:
             ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
         self.notify(conn, channel)
         return ids
+
+    def begin_raw(self, dbapi_connection: Any) -> None:
+        """Start a transaction on a driver connection (drivers other than SQLite's begin
+        one implicitly with the first statement)."""
+
+    def insert_one(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int:
+        """Insert one task row through a driver cursor (see `runtime.store.fast`); its id."""
+        statement = compile(
+            "insert_one",
+            lambda: insert(tasks).values({n: bindparam(f"v_{n}") for n in DISPATCH_COLUMNS}),
+        )
+        statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
+        return int(cursor.lastrowid)
+
+    def claim_one(
+        self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """`claim` through a driver cursor: the claimed row, or None."""
+        statement = compile("claim", lambda: self.claim_statement)
+        params = {"claim_queue": queue, **{f"v_{k}": v for k, v in values.items()}}
+        row: Mapping[str, Any] | None = statement.first(statement.execute(cursor, params))
+        return row
 
     def notify(self, conn: Connection, channel: str) -> None:
         """Tell waiters on `channel` that something changed (after commit); default: no-op."""

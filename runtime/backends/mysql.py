@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, String, bindparam, select, text, upda
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from runtime.backends import CLAIM_COLUMNS, Backend, Failure
+from runtime.backends import CLAIM_COLUMNS, Backend, Compile, Failure
 from runtime.errors import BackendError
 from runtime.schema import claimable, tasks, use_dialect
 
@@ -124,6 +124,9 @@ class MySQLBackend(Backend):
     def _claim_select(self) -> Any:
         """The oldest claimable row of the queue bound as `claim_queue`, locked."""
         oldest = select(tasks).where(claimable(bindparam("claim_queue", type_=String)))
+        # Left to itself MySQL walks the primary key in id order past every ended row
+        # (2 s per claim with 1,000,000 of them); the claim index gives the same order.
+        oldest = oldest.with_hint(tasks, "FORCE INDEX (ix__tasks_claim)", "*")
         return oldest.order_by(tasks.c.id).limit(1).with_for_update()
 
     @cached_property
@@ -144,6 +147,17 @@ class MySQLBackend(Backend):
         params = {"claim_id": row.id, **{f"v_{k}": v for k, v in values.items()}}
         conn.execute(self._claim_update, params)
         return {**row._mapping, **values}
+
+    def claim_one(
+        self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        select_oldest = compile("claim_select", lambda: self._claim_select)
+        row = select_oldest.first(select_oldest.execute(cursor, {"claim_queue": queue}))
+        if row is None:
+            return None
+        params = {"claim_id": row["id"], **{f"v_{k}": v for k, v in values.items()}}
+        compile("claim_update", lambda: self._claim_update).execute(cursor, params)
+        return {**row, **values}
 
     failures = _FAILURES
 

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from runtime.backends import DISPATCH_COLUMNS, Backend, Failure
+from runtime.backends import DISPATCH_COLUMNS, Backend, Compile, Failure
 from runtime.schema import tasks, use_dialect
 
 DRIVER = "postgresql+psycopg"
@@ -146,6 +146,15 @@ class PostgreSQLBackend(Backend):
         source = select(*(bindparam(n, type_=tasks.c[n].type) for n in names)).select_from(lock)
         notify = func.pg_notify(bindparam("channel", type_=String), "")
         return insert(tasks).from_select(names, source).returning(tasks.c.id, notify)
+
+    def insert_one(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int:
+        statement = compile("insert_one", lambda: self.insert_statement)
+        key = lock_key(f"rsx_queue_{queue}")
+        params = {**row, "lock_key": key, "channel": channel_name(channel)}
+        statement.execute(cursor, params)
+        return int(cursor.fetchone()[0])
 
     def insert_tasks(
         self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str

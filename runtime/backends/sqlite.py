@@ -80,6 +80,9 @@ class SQLiteBackend(Backend):
             with conn.begin():
                 yield conn
 
+    def begin_raw(self, dbapi_connection: Any) -> None:
+        begin_immediate(dbapi_connection)
+
     def wait(self, conn: Connection, channel: str, timeout: float) -> None:
         """Poll `PRAGMA data_version`, which changes when another connection commits.
 

@@ -20,11 +20,12 @@ from runtime.store.tasks import (
     queue_channel,
     task_channel,
 )
+from runtime.store.views import ViewStore
 from runtime.store.workers import STARTING_GRACE_S, Limits, WorkerStore, worker_alive
 from runtime.urls import masked_url
 
 
-class Store(TaskStore, WorkerStore, ScheduleStore):
+class Store(TaskStore, WorkerStore, ScheduleStore, ViewStore):
     """Access to the task tables of one database, for one server."""
 
 

@@ -18,19 +18,26 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, column, insert, inspect, select, table
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from runtime.backends import Backend, Failure, UnsupportedDatabase, backend_for
 from runtime.config import Config
 from runtime.errors import BackendError
-from runtime.schema import SCHEMA_VERSION, meta, metadata
+from runtime.schema import (
+    SCHEMA_REVISION,
+    SCHEMA_REVISIONS,
+    VERSION_TABLE,
+    metadata,
+    version_table,
+)
+from runtime.store.fast import Prepared, raw_transaction
 from runtime.urls import masked_url, redact
 
 P = ParamSpec("P")
@@ -148,6 +155,18 @@ class StoreBase:
             raise
 
     @contextmanager
+    def raw_write(self) -> Iterator[Any]:
+        """A write transaction on a driver connection, yielding a cursor, for the hot path's
+        prepared statements (`runtime.store.fast`)."""
+        self.ensure_schema()
+        with raw_transaction(self.engine, self.backend_error, self.backend.begin_raw) as cursor:
+            yield cursor
+
+    def compile(self, key: Hashable, build: Callable[[], Any]) -> Prepared:
+        """The `Prepared` form of the statement `build` makes, compiled once per `key`."""
+        return self.backend.prepared(("raw", key), lambda: Prepared(build(), self.engine.dialect))
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads (autocommit), tables ensured first."""
         self.ensure_schema()
@@ -160,36 +179,73 @@ class StoreBase:
 
     @guarded
     def ensure_schema(self) -> None:
-        """Create the tables if missing (safe when processes race) and check the version."""
+        """Create the tables on an empty database, or check that they are at this runtime's
+        revision; `BackendError` naming the way out otherwise (see `check_revision`).
+
+        Runs once per store, costs two small queries, and never imports Alembic. Creating
+        takes the backend's `rsx_schema` lock and looks again under it, so processes racing
+        on an empty database create the tables once; the revision row is written last, so
+        an interrupted creation (MySQL commits each CREATE) is completed by the next user.
+        """
         if self._schema_ready:
             return
-        version = self._schema_version()
-        if version is None:
+        with self.backend.read(self.read_engine) as conn:
+            revision = stored_revision(conn)
+        if revision is None:
             with self.backend.write(self.engine, "rsx_schema") as conn:
-                metadata.create_all(conn, checkfirst=True)
-                found = conn.execute(
-                    select(meta.c.value).where(meta.c.key == "schema_version")
-                ).scalar()
-                if found is None:
-                    conn.execute(
-                        insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION))
-                    )
-            version = self._schema_version()
-        if version != SCHEMA_VERSION:
-            raise BackendError(
-                f"database {masked_url(self.url)} has task schema version {version}, "
-                f"this runtime uses {SCHEMA_VERSION}"
-            )
+                revision = stored_revision(conn)
+                if revision is None:
+                    create_schema(conn)
+                    revision = SCHEMA_REVISION
+        check_revision(self.url, revision)
         self._schema_ready = True
 
-    def _schema_version(self) -> int | None:
-        with self.backend.read(self.engine) as conn:
-            if not conn.dialect.has_table(conn, meta.name):
-                return None
-            value = conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
-            ).scalar()
-        return None if value is None else int(value)
+
+_META = table("_meta", column("key"), column("value"))
+"""The version table of the task schema before Alembic (v1), read to recognise it."""
+
+
+def stored_revision(conn: Connection) -> str | None:
+    """The task schema's revision as the database records it.
+
+    An Alembic revision id from `_tasks_alembic_version`; `v1` or `v2` for a database
+    versioned by the `_meta` table that came before it (`v<value>`, and `v1` when the
+    table has no row yet); None when neither records anything, which is an empty
+    database or a creation of the current tables that was interrupted.
+    """
+    names = set(inspect(conn).get_table_names())
+    if VERSION_TABLE in names:
+        found = sorted(conn.execute(select(version_table.c.version_num)).scalars())
+        if found:
+            return "+".join(found)
+    if "_meta" in names:
+        value = conn.execute(select(_META.c.value).where(_META.c.key == "schema_version"))
+        return f"v{value.scalar() or 1}"
+    return None
+
+
+def create_schema(conn: Connection) -> None:
+    """Create whatever current tables are missing, then record `SCHEMA_REVISION` (last)."""
+    metadata.create_all(conn, checkfirst=True)
+    version_table.create(conn, checkfirst=True)
+    conn.execute(insert(version_table).values(version_num=SCHEMA_REVISION))
+
+
+def check_revision(url: str, revision: str) -> None:
+    """Nothing if `revision` is this runtime's; else a one-line `BackendError` saying that
+    the database must be migrated (older) or the runtime upgraded (newer or unknown)."""
+    if revision == SCHEMA_REVISION:
+        return
+    if revision in SCHEMA_REVISIONS[:-1] or revision in ("v1", "v2"):
+        raise BackendError(
+            f"database {masked_url(url)} has an older task schema ({revision}); "
+            "run: python -m runtime.migrate"
+        )
+    raise BackendError(
+        f"database {masked_url(url)} has task schema revision {revision}, which this "
+        f"runtime (revision {SCHEMA_REVISION}) does not know: the database was upgraded "
+        "by a newer runtime; upgrade this one"
+    )
 
 
 _stores: weakref.WeakSet[StoreBase] = weakref.WeakSet()

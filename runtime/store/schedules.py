@@ -171,7 +171,10 @@ class ScheduleStore(StoreBase):
                         tasks.c.task_name == task,
                         tasks.c.schedule_key.is_(None),
                     )
-                    .order_by(tasks.c.id.desc())
+                    # `id + 0`: ordered by the bare id, SQLite walks the primary key from the
+                    # newest row down, past every row of other tasks, instead of this
+                    # task's index entries.
+                    .order_by((tasks.c.id + 0).desc())
                     .limit(1)
                 ).first()
                 if row is not None:

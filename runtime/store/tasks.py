@@ -97,6 +97,8 @@ class TaskStore(StoreBase):
         """The task's current status; `TaskNotFoundError` if there is no such row."""
         from runtime.errors import TaskNotFoundError
 
+        if not -(2**63) <= task_id < 2**63:  # no column holds it; SQLite would overflow
+            raise TaskNotFoundError(f"no task with id {task_id}")
         with self.read() as conn:
             row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
         if row is None:
@@ -191,12 +193,19 @@ class TaskStore(StoreBase):
         ]
         if not rows:
             return []
+        if len(rows) == 1:
+            with self.raw_write() as cursor:
+                return [
+                    self.backend.insert_one(
+                        cursor, self.compile, queue, rows[0], queue_channel(queue)
+                    )
+                ]
         with self.write() as conn:
             return self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
 
     # -- a worker's claims and writes ---------------------------------------------------
 
-    def _claim(self, conn: Any, claimer: Claimer, moment: datetime | None) -> TaskStatus | None:
+    def _claim(self, cursor: Any, claimer: Claimer, moment: datetime | None) -> TaskStatus | None:
         values = {
             "status": Status.RUNNING.value,
             "server_id": self.server_id,
@@ -206,14 +215,14 @@ class TaskStore(StoreBase):
             "started_at": moment,
             "updated_at": moment,
         }
-        row = self.backend.claim(conn, claimer.queue, values)
+        row = self.backend.claim_one(cursor, self.compile, claimer.queue, values)
         return None if row is None else TaskStatus.from_row(row)
 
     @guarded
     def claim(self, claimer: Claimer, now: datetime) -> TaskStatus | None:
         """Claim the queue's oldest claimable task for the claimer; None if there is none."""
-        with self.write() as conn:
-            return self._claim(conn, claimer, to_db(now))
+        with self.raw_write() as cursor:
+            return self._claim(cursor, claimer, to_db(now))
 
     def _running_update(self, key: Hashable, values: Callable[[], Mapping[str, Any]]) -> Any:
         """A prepared UPDATE of a task only while it runs in the process bound as `b_pid`
@@ -243,6 +252,15 @@ class TaskStore(StoreBase):
         if changed:
             self.backend.notify(conn, task_channel(params["b_id"]))
         return changed
+
+    def _changed_raw(self, cursor: Any, key: Hashable, statement: Any, params: Any) -> bool:
+        """`_changed` through a driver cursor (where notifying needs no statement of its
+        own: PostgreSQL's is in the UPDATE's RETURNING, the others have none)."""
+        prepared = self.compile(key, lambda: statement)
+        prepared.execute(cursor, params)
+        if self.backend.row_notify is not None:
+            return cursor.fetchone() is not None
+        return bool(cursor.rowcount)
 
     def _appended(
         self, values: dict[str, Any], lines: str, status_data: bool, replace: bool = False
@@ -310,11 +328,12 @@ class TaskStore(StoreBase):
             params["v_lines"] = lines
         if has_status:
             params["v_status_data"] = dumps(dict(outcome.status_data or {}))
-        with self.write() as conn:
-            done = self._send_pieces(conn, params, leading, outcome.replace_log) and (
-                self._changed(conn, statement, params)
-            )
-            following = None if claim_next is None else self._claim(conn, claim_next, moment)
+        key = ("finish", has_lines, has_status, replace)
+        with self.raw_write() as cursor:
+            done = (
+                not leading or self._send_pieces(cursor, params, leading, outcome.replace_log, True)
+            ) and self._changed_raw(cursor, key, statement, params)
+            following = None if claim_next is None else self._claim(cursor, claim_next, moment)
         return done, following
 
     @guarded
@@ -360,10 +379,16 @@ class TaskStore(StoreBase):
             )
 
     def _send_pieces(
-        self, conn: Any, params: Mapping[str, Any], pieces: list[str], replace: bool
+        self,
+        conn: Any,
+        params: Mapping[str, Any],
+        pieces: list[str],
+        replace: bool,
+        raw: bool = False,
     ) -> bool:
-        """Write the leading pieces of a long log write, in the caller's transaction (the
-        first in place of the row's log with `replace`); False if the row is not ours."""
+        """Write the leading pieces of a long log write, in the caller's transaction (a
+        Connection, or with `raw` a driver cursor), the first in place of the row's log
+        with `replace`; False if the row is not ours."""
         for index, piece in enumerate(pieces):
             first = replace and index == 0
 
@@ -371,9 +396,20 @@ class TaskStore(StoreBase):
                 moment = {"updated_at": bindparam("v_moment", type_=Timestamp())}
                 return self._appended(moment, "x", False, first)
 
-            statement = self._running_update(("log_piece", first), values)
-            step = {"b_id": params["b_id"], "b_pid": params["b_pid"], "v_lines": piece}
-            if not self._changed(conn, statement, step | {"v_moment": params["v_moment"]}):
+            key = ("log_piece", first)
+            statement = self._running_update(key, values)
+            step = {
+                "b_id": params["b_id"],
+                "b_pid": params["b_pid"],
+                "v_lines": piece,
+                "v_moment": params["v_moment"],
+            }
+            changed = (
+                self._changed_raw(conn, key, statement, step)
+                if raw
+                else self._changed(conn, statement, step)
+            )
+            if not changed:
                 return False
         return True
 

@@ -23,7 +23,7 @@ import pytest
 
 from rsxgen.build import build
 from rsxgen.diagnostics import render_all
-from rsxgen.manifest import reserved_param
+from rsxgen.names import reserved_param
 from runtime.config import parse_config
 from runtime.validation import validate
 from tests.compiler.apps import copy_fixture, rsxgen

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
 
 from runtime.backends import backend_for
 from runtime.backends.mysql import MySQLBackend, lock_name
@@ -24,7 +24,6 @@ from runtime.backends.sqlite import SQLiteBackend
 from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
 from runtime.errors import BackendError
-from runtime.schema import meta
 from runtime.store import Claimer, Limits, Store, queue_channel
 from tests.runtime.backendhelp import backend_name, write_config
 from tests.runtime.helpers import wait_until
@@ -32,6 +31,14 @@ from tests.runtime.helpers import wait_until
 SERVERS = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
 POSTGRES = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 SPAWN = multiprocessing.get_context("spawn")
+
+# A scratch table of the serialised-write test, beside the runtime's own.
+meta = Table(
+    "_test_counters",
+    MetaData(),
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +114,7 @@ def test_writes_with_one_lock_name_never_interleave(tmp_path: Path, db_url: str)
     config = write_config(tmp_path, db_url)
     store = Store(config)
     with store.write() as conn:
+        meta.create(conn)
         conn.execute(insert(meta).values(key="counter", value="0"))
     workers, rounds = 4, 15
     barrier = SPAWN.Barrier(workers)
@@ -258,8 +266,12 @@ def test_a_second_claimer_takes_the_next_row_never_the_one_being_claimed(
     store = Store(write_config(tmp_path, db_url))
     first_id, second_id, _ = _add_pending(store, 3)
     claims: list[int] = []
+    values = {
+        "status": "running", "server_id": 1, "worker_id": 1, "worker_pid": 1,
+        "worker_started": 0.0, "started_at": to_db(utcnow()), "updated_at": to_db(utcnow()),
+    }
     with store.write() as one:
-        row = store.backend.claim(one, "default", {"status": "running"})
+        row = store.backend.claim(one, "default", values)
         assert row is not None and row["id"] == first_id
         # PostgreSQL skips the locked row; MariaDB waits for it to be committed, then
         # finds it no longer pending. Either way the second claimer gets the second row.

@@ -286,3 +286,20 @@ def test_dispatch_to_an_unreachable_database_raises_backend_error_without_passwo
         Task.dispatch("demo", "add", {"a": 1})
     assert "s3cret-pw" not in str(failed.value)
     assert "postgresql+psycopg://rsx:***@127.0.0.1:1/rsx" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("status",),
+        ("status", "abc"),
+        ("redispatch",),
+        ("process", "--bogus"),
+        ("schedules", "--bogus"),
+        ("migrate", "--bogus"),
+        ("worker",),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2(app: App, command: tuple[str, ...]) -> None:
+    line = _one_line_error(app.command(*command))
+    assert line.startswith(f"python -m runtime.{command[0]}: error: "), line

@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection
@@ -27,7 +28,7 @@ def test_a_short_task_that_logs_costs_one_write_transaction(
     assert worker_id is not None
 
     writes: list[str] = []
-    real_write = Store.write
+    real_write, real_raw_write = Store.write, Store.raw_write
 
     def counting_write(
         self: Store, lock: str | None = None
@@ -35,7 +36,12 @@ def test_a_short_task_that_logs_costs_one_write_transaction(
         writes.append(str(lock))
         return real_write(self, lock)
 
+    def counting_raw_write(self: Store) -> AbstractContextManager[Any]:
+        writes.append("hot path")
+        return real_raw_write(self)
+
     monkeypatch.setattr(Store, "write", counting_write)
+    monkeypatch.setattr(Store, "raw_write", counting_raw_write)
     # Lines reach the row at most every FLUSH_INTERVAL_S; widened so a loaded machine cannot
     # stall a task past it and add a flush this test is not about.
     monkeypatch.setattr(runtime.executor, "FLUSH_INTERVAL_S", 5.0)

@@ -84,6 +84,13 @@ def test_dispatch_rejects_unknown_tasks_and_bad_params_before_queueing(app: App)
         Task.status(1)
 
 
+def test_an_id_beyond_64_bits_is_an_unknown_id(app: App) -> None:
+    with pytest.raises(TaskNotFoundError, match="no task with id"):
+        Task.status(2**70)
+    with pytest.raises(TaskNotFoundError):
+        Task.redispatch(-(2**70))
+
+
 def test_status_of_an_unknown_id_raises(app: App) -> None:
     with pytest.raises(TaskNotFoundError, match="no task with id 999"):
         Task.status(999)

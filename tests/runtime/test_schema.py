@@ -1,5 +1,6 @@
 """The runtime's tables on every backend: created once however many processes race,
-versioned in `_meta`, and holding what a task writes (long logs, microsecond timestamps)."""
+versioned in `_tasks_alembic_version`, and holding what a task writes (long logs,
+microsecond timestamps, any text)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import inspect, select, update
 
 from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
-from runtime.schema import SCHEMA_VERSION, meta, metadata, tasks
+from runtime.schema import SCHEMA_REVISION, metadata, tasks, version_table
 from runtime.state import Status
 from runtime.store import Claimer, Limits, Outcome, Store
 from tests.runtime.backendhelp import write_config
@@ -59,13 +60,14 @@ def test_processes_starting_at_once_on_an_empty_database_all_succeed(
 
     store = Store(config)
     with store.read() as conn:
-        versions = conn.execute(select(meta.c.key, meta.c.value)).all()
-        assert set(inspect(conn).get_table_names()) >= set(metadata.tables)
-    assert [tuple(row) for row in versions] == [("schema_version", str(SCHEMA_VERSION))]
+        versions = conn.execute(select(version_table.c.version_num)).scalars().all()
+        tables = set(inspect(conn).get_table_names())
+    assert tables == set(metadata.tables) | {version_table.name}
+    assert versions == [SCHEMA_REVISION]
     store.dispose()
 
 
-def test_a_database_of_another_schema_version_is_refused_in_one_line(
+def test_a_database_of_a_newer_schema_revision_is_refused_in_one_line(
     tmp_path: Path, db_url: str
 ) -> None:
     config = write_config(tmp_path, db_url)
@@ -74,9 +76,7 @@ def test_a_database_of_another_schema_version_is_refused_in_one_line(
         service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
     )
     with store.write() as conn:
-        conn.execute(
-            update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1))
-        )
+        conn.execute(update(version_table).values(version_num="0099"))
     store.dispose()
 
     shown = subprocess.run(
@@ -88,8 +88,9 @@ def test_a_database_of_another_schema_version_is_refused_in_one_line(
     assert shown.returncode == 2
     lines = shown.stderr.strip().splitlines()
     assert len(lines) == 1, shown.stderr
-    assert f"schema version {SCHEMA_VERSION + 1}" in lines[0]
-    assert f"uses {SCHEMA_VERSION}" in lines[0]
+    assert "has task schema revision 0099" in lines[0]
+    assert f"this runtime (revision {SCHEMA_REVISION}) does not know" in lines[0]
+    assert "upgrade this one" in lines[0]
 
 
 def test_a_log_longer_than_64_kb_is_kept_whole(tmp_path: Path, db_url: str) -> None:
