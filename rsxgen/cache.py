@@ -19,6 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime.storage import private_folder
+
 if TYPE_CHECKING:
     from rsxgen.manifest import Manifest
 
@@ -118,7 +120,7 @@ class BuildCache:
         }
         temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.path.parent)
             temp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
             os.replace(temp, self.path)
         except OSError:

@@ -87,7 +87,7 @@ class Task:
         Every mapping is validated before anything is inserted, so a `ParamsError` (its
         message says which item) leaves no row behind. Raises like `dispatch`.
         """
-        from runtime.errors import ParamsError
+        from runtime.errors import ParamsError, StorageError
         from runtime.spawn import ensure_worker
         from runtime.validation import validate
 
@@ -118,7 +118,7 @@ class Task:
         if ids:
             try:
                 ensure_worker(ctx.config, ctx.store, entry.queue)
-            except OSError as exc:
+            except (OSError, StorageError) as exc:
                 log.warning("tasks %s queued, but no worker could be started: %s", ids, exc)
         return ids
 

@@ -44,3 +44,7 @@ class ConfigError(TaskError):
 
 class BackendError(TaskError):
     """Raised when the database is unreachable or failing; names the URL without password."""
+
+
+class StorageError(TaskError):
+    """Raised when a folder or file under `storage/` cannot be used; the message names it."""

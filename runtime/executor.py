@@ -5,7 +5,9 @@ database connections, and tells the supervisor over a pipe (`runtime.pipe`) whic
 runs and with what timeout, and why it stops. A task that writes no log costs one
 transaction: its end is recorded and the next task claimed together
 (`Store.finish(..., claim_next=...)`). A task's log lines and status values reach its row
-through `RowSink`, batched.
+through `RowSink`, batched, and bounded by `[tasks] max_log_bytes` (`runtime.tasklog`); a
+result or status data that could not be stored (over `max_result_bytes`, or text UTF-8
+cannot encode) fails the task saying so, rather than failing the write that records it.
 
 When the queue is empty the executor lingers for `worker_idle_seconds`, woken by the
 backend's change signal (LISTEN/NOTIFY on PostgreSQL, `data_version` on SQLite, a short
@@ -35,7 +37,10 @@ from runtime.maintenance import task_folder
 from runtime.processes import start_time
 from runtime.registry import TaskEntry, bind
 from runtime.state import Status, TaskStatus
+from runtime.storage import task_directory
 from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
+from runtime.tasklog import BoundedLog
+from runtime.text import shorten, storable, surrogate_in, utf8_size
 
 FLUSH_INTERVAL_S = 0.5
 # The longest an idle executor sleeps between looks at its stop flag and its supervisor.
@@ -62,7 +67,8 @@ class RowSink:
         self.pid = pid
         self.status: dict[str, Any] = {}
         self.temp_ttl: int | None = None
-        self._lines: list[str] = []
+        self._log = BoundedLog(config.max_log_bytes)
+        self._status_sizes: dict[str, int] = {}
         self._status_dirty = False
         self._lock = threading.Lock()
         self._dirty = threading.Event()
@@ -72,19 +78,33 @@ class RowSink:
 
     def log(self, line: str) -> None:
         with self._lock:
-            self._lines.append(line + "\n")
+            self._log.add(line + "\n")
         self._wake()
 
     def set_status(self, key: str, value: Any) -> None:
-        dumps(value)  # a value that cannot be stored fails here, in the task's own frame
+        # A value that cannot be stored fails here, in the task's own frame.
+        text = dumps(value)
+        bad = surrogate_in(key) or surrogate_in(text)
+        if bad is not None:
+            raise ValueError(
+                f"status value {key!r} cannot be stored: it holds the lone surrogate {bad}, "
+                "which UTF-8 cannot encode"
+            )
+        size = utf8_size(key) + utf8_size(text) + 4
+        limit = self.config.max_result_bytes
         with self._lock:
+            total = sum(self._status_sizes.values()) - self._status_sizes.get(key, 0) + size
+            if total > limit:
+                raise ValueError(
+                    f"status data would be {total} bytes, over max_result_bytes ({limit})"
+                )
+            self._status_sizes[key] = size
             self.status[key] = value
             self._status_dirty = True
         self._wake()
 
     def temp_directory(self) -> Path:
-        path = task_folder(self.config, self.task_id)
-        path.mkdir(parents=True, exist_ok=True)
+        path = task_directory(task_folder(self.config, self.task_id))
         if not self._has_temp:
             self._has_temp = True
             self.store.progress(self.task_id, self.pid, has_temp_directory=True, now=utcnow())
@@ -107,25 +127,34 @@ class RowSink:
                 return
             self.flush()
 
-    def _take(self) -> tuple[str, dict[str, Any] | None]:
+    def _take(self, final: bool = False) -> tuple[str, bool, dict[str, Any] | None]:
+        """The log text to write (and whether it replaces the row's) and the status data,
+        when changed; a rewrite put off by `BoundedLog` keeps the flush thread due."""
         with self._lock:
-            lines = "".join(self._lines)
-            self._lines.clear()
+            lines, replace = self._log.take(final) or ("", False)
             status = dict(self.status) if self._status_dirty else None
             self._status_dirty = False
-            self._dirty.clear()
-        return lines, status
+            if not self._log.rewrite:
+                self._dirty.clear()
+        return lines, replace, status
 
     def flush(self) -> None:
         """Write what has accumulated (called by the flush thread)."""
-        lines, status = self._take()
+        lines, replace, status = self._take()
         if not lines and status is None:
             return
         try:
             self.store.progress(
-                self.task_id, self.pid, lines=lines, status_data=status, now=utcnow()
+                self.task_id,
+                self.pid,
+                lines=lines,
+                replace_log=replace,
+                status_data=status,
+                now=utcnow(),
             )
         except Exception as exc:
+            with self._lock:
+                self._log.resend()
             log.warning(
                 "task %s: could not write its log/status: %s",
                 self.task_id,
@@ -133,13 +162,13 @@ class RowSink:
                 extra={"task_id": self.task_id},
             )
 
-    def close(self) -> tuple[str, dict[str, Any] | None]:
-        """Stop the flush thread; return the lines and status not yet written."""
+    def close(self) -> tuple[str, bool, dict[str, Any] | None]:
+        """Stop the flush thread; return the log and status not yet written (as `_take`)."""
         self._closed.set()
         self._dirty.set()
         if self._thread is not None:
             self._thread.join()
-        return self._take()
+        return self._take(final=True)
 
 
 class Executor:
@@ -256,22 +285,28 @@ class Executor:
         try:
             value = self.call(task, sink)
             try:
-                result: str | None = dumps(value)
+                result = dumps(value)
             except (TypeError, ValueError) as exc:
                 status = Status.FAILED
                 message = f"task result is not JSON-serialisable: {exc}"
-                result = dumps({"error": message, "type": "TypeError"})
+                result = self.error_result(message, "TypeError")
                 sink.log(log_line(f"Task failed: {message}", utcnow()).rstrip("\n"))
+            else:
+                problem = self.unstorable(result)
+                if problem is not None:
+                    status = Status.FAILED
+                    result = self.error_result(problem, "ValueError")
+                    sink.log(log_line(f"Task failed: {problem}", utcnow()).rstrip("\n"))
         except BaseException as exc:  # noqa: BLE001 - anything a task raises fails the task
             status = Status.FAILED
             kind = type(exc).__name__
-            result = dumps({"error": str(exc), "type": kind})
+            result = self.error_result(str(exc), kind)
             sink.log(log_line(f"Task failed: {kind}: {exc}", utcnow()).rstrip("\n"))
             if not isinstance(exc, UnknownTaskError | ParamsError):
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
-        lines, status_data = sink.close()
+        lines, replace, status_data = sink.close()
         ttl = sink.temp_ttl if sink.temp_ttl is not None else self.config.temp_directory_default_ttl
-        outcome = Outcome(status, result, lines, status_data, ttl)
+        outcome = Outcome(status, result, lines, status_data, ttl, replace)
         take_next = not (self.stopping or self._orphaned())
         recorded, following = self.store.finish(
             task.id, self.pid, outcome, utcnow(), self.claimer if take_next else None
@@ -288,6 +323,27 @@ class Executor:
             extra={"task_id": task.id, **self.context},
         )
         return following
+
+    def unstorable(self, result: str) -> str | None:
+        """Why a task's JSON result cannot be stored, or None: over `max_result_bytes`, or
+        holding a lone surrogate (JSON allows one, UTF-8 cannot encode it)."""
+        bad = surrogate_in(result)
+        if bad is not None:
+            return (
+                f"result cannot be stored: it holds the lone surrogate {bad}, "
+                "which UTF-8 cannot encode"
+            )
+        size = utf8_size(result)
+        limit = self.config.max_result_bytes
+        if size > limit:
+            return f"result is {size} bytes, over max_result_bytes ({limit})"
+        return None
+
+    def error_result(self, message: str, kind: str) -> str:
+        """The result of a failed task, `{"error": message, "type": kind}`, with the message
+        made storable and cut to fit within `max_result_bytes`."""
+        bound = self.config.max_result_bytes // 8
+        return dumps({"error": storable(shorten(message, bound)), "type": storable(kind)})
 
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
         """Resolve the task through the registry, validate its params, call it."""

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from runtime.config import Config
 from runtime.instance import TaskInstance
 from runtime.registry import TaskEntry, bind, lookup
+from runtime.storage import private_folder
 
 
 class ConsoleSink:
@@ -35,7 +36,7 @@ class ConsoleSink:
 
     def temp_directory(self) -> Path:
         if self.folder is None:
-            self.tasks_folder.mkdir(parents=True, exist_ok=True)
+            private_folder(self.tasks_folder)
             self.folder = Path(tempfile.mkdtemp(prefix="immediate-", dir=self.tasks_folder))
         return self.folder
 

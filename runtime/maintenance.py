@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import stat
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +16,8 @@ from runtime.instance import TaskInstance
 if TYPE_CHECKING:
     from runtime.config import Config
     from runtime.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def task_folder(config: Config, task_id: int) -> Path:
@@ -27,15 +32,43 @@ def delete_expired_temp_directories(config: Config, store: Store, now: datetime)
     server's `storage/`. The processor calls this on every run (one indexed query when
     nothing has expired), so every server's folders go within a minute of expiring
     whichever server the hourly task runs on. Returns how many folders were removed.
+
+    A folder that cannot be removed is logged and its row left as it is, so the next run
+    tries again; the other folders are removed all the same.
     """
     deleted = 0
     for task_id in store.expired_temp_directories(now):
         folder = task_folder(config, task_id)
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            deleted += 1
-        store.forget_temp_directory(task_id, now)
+        try:
+            if remove_temp_directory(folder):
+                deleted += 1
+            store.forget_temp_directory(task_id, now)
+        except Exception as exc:
+            log.warning(
+                "task %s: could not delete its temp directory %s, left for the next run: %s",
+                task_id,
+                folder,
+                exc,
+                extra={"task_id": task_id},
+            )
     return deleted
+
+
+def remove_temp_directory(folder: Path) -> bool:
+    """Remove a task's temp directory, raising OSError if it cannot; whether it was there.
+
+    Something else in its place (a file, a symbolic link) is removed itself: a link is
+    never followed.
+    """
+    try:
+        mode = os.lstat(folder).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(folder)
+    else:
+        os.unlink(folder)
+    return True
 
 
 def cleanup_temp_directories(task: TaskInstance) -> dict[str, Any]:

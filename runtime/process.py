@@ -39,7 +39,7 @@ def run_scheduler(store: Store, config: Config, now: datetime) -> None:
 
 def process(config: Config, queue: str | None = None, now: datetime | None = None) -> int:
     """One processor run (see the module doc); the exit status."""
-    from runtime.spawn import spawn_for_pending, worker_log_path
+    from runtime.spawn import open_worker_log, spawn_for_pending
     from runtime.worker import Supervisor, register
 
     store = Store(config)
@@ -70,15 +70,19 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
             own = name
             break
     counts = {q: pending[q][0] - (1 if q == own else 0) for q in order}
-    spawn_for_pending(config, store, counts)
-    if own is None or worker_id is None:
-        return 0
+    try:
+        spawn_for_pending(config, store, counts)
+        if own is None or worker_id is None:
+            return 0
+        log_fd = open_worker_log(config, own)
+    except BaseException:
+        if worker_id is not None:
+            store.deregister(worker_id)
+        raise
 
     from runtime.api import use_config
 
-    log_path = worker_log_path(config, own)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as worker_log:
+    with open(log_fd, "ab") as worker_log:
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(worker_log.fileno(), sys.stdout.fileno())

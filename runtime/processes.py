@@ -8,6 +8,7 @@ belongs to a process started at that time.
 from __future__ import annotations
 
 import os
+import signal
 from functools import cache
 
 import psutil  # type: ignore[import-untyped]
@@ -69,3 +70,31 @@ def is_alive(pid: int | None, started: float | None) -> bool:
     except psutil.AccessDenied:
         return True
     return started is None or abs(created - started) < START_TOLERANCE_S
+
+
+def kill_orphaned_group(leader: int | None, started: float | None) -> None:
+    """SIGKILL what is left of the process group of a dead executor (the processes its task
+    started), `leader` being its PID and `started` its start time: for the processor, when
+    a worker died outright and its task is marked stuck.
+
+    The group is killed only when no process has the id `leader` (Linux gives no new
+    process an id that a group still has, so a group of that id is the executor's), or
+    when that process is the executor's own zombie. A live process with that id means the
+    executor is gone and its id reused, so its group is gone too.
+    """
+    if leader is None or leader <= 1:
+        return
+    try:
+        process = psutil.Process(leader)
+        if process.status() != psutil.STATUS_ZOMBIE or started is None:
+            return
+        if abs(process.create_time() - started) >= START_TOLERANCE_S:
+            return
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.AccessDenied:
+        return
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

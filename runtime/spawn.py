@@ -14,6 +14,7 @@ reap and no zombie that would look alive.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from runtime.clock import utcnow
 from runtime.config import Config
+from runtime.errors import StorageError
+from runtime.storage import describe, private_file
 from runtime.store import Limits, Store
 
 
@@ -29,15 +32,26 @@ def worker_log_path(config: Config, queue: str) -> Path:
     return config.storage / "logs" / f"worker-{queue}.log"
 
 
+def open_worker_log(config: Config, queue: str) -> int:
+    """The queue's worker log opened for appending (created 0600 in a 0700 folder); a
+    `StorageError` naming the folder if it cannot be written."""
+    log_path = worker_log_path(config, queue)
+    try:
+        return private_file(log_path, os.O_WRONLY | os.O_APPEND)
+    except OSError as exc:
+        raise StorageError(
+            f"worker log folder {log_path.parent} cannot be written ({describe(exc)})"
+        ) from None
+
+
 def spawn_worker(config: Config, queue: str, slot: int | None = None) -> None:
     """Start one detached worker for `queue`, adopting the reserved `slot` if given."""
-    log_path = worker_log_path(config, queue)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_fd = open_worker_log(config, queue)
     command = [sys.executable, "-m", "runtime.worker"]
     command += ["--queue", queue, "--config", str(config.path)]
     if slot is not None:
         command += ["--slot", str(slot)]
-    with open(log_path, "ab") as log:
+    with open(log_fd, "ab") as log:
         shell = subprocess.Popen(
             ["/bin/sh", "-c", '"$@" &', "sh", *command],
             cwd=config.root,
@@ -56,6 +70,8 @@ def spawn_for_pending(config: Config, store: Store, pending: Mapping[str, int]) 
     `pending` maps queue names to their number of claimable tasks, in the order the queues
     should be served; a queue gets at most one worker per pending task. An unlocked count
     first skips queues that are visibly full, the common case, without taking the lock.
+    If a worker cannot be started, the slots reserved for it and the rest are released
+    before the error is raised (a `StorageError` when its log cannot be written).
     """
     now = utcnow()
     live = store.live_workers(now)
@@ -67,8 +83,14 @@ def spawn_for_pending(config: Config, store: Store, pending: Mapping[str, int]) 
         if live[queue] >= limits.max_workers or live.total() >= config.global_max_workers:
             continue
         limit = Limits(queue=limits.max_workers, server=config.global_max_workers)
-        for slot in store.reserve_workers(queue, count, limit, now):
-            spawn_worker(config, queue, slot)
+        slots = store.reserve_workers(queue, count, limit, now)
+        for index, slot in enumerate(slots):
+            try:
+                spawn_worker(config, queue, slot)
+            except BaseException:
+                for unused in slots[index:]:
+                    store.deregister(unused)
+                raise
             live[queue] += 1
             started += 1
     return started

@@ -38,3 +38,33 @@ def shorten(text: str, limit: int = 200) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text)} characters)"
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def storable(text: str) -> str:
+    """`text` as a task's log keeps it: NUL and lone surrogates replaced by U+FFFD.
+
+    UTF-8 cannot encode a lone surrogate (a file name decoded with `os.fsdecode`, say) and
+    PostgreSQL text cannot hold NUL; replacing both everywhere makes every backend keep the
+    same log, instead of one refusing the line and losing the lines written with it.
+    """
+    if text.isascii():
+        return text.replace("\x00", REPLACEMENT) if "\x00" in text else text
+    return _UNSTORABLE.sub(REPLACEMENT, text)
+
+
+def utf8_size(text: str) -> int:
+    """How many bytes `text` takes in UTF-8; UnicodeEncodeError if it holds a lone surrogate."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def surrogate_in(text: str) -> str | None:
+    """The first lone surrogate of `text`, shown escaped (`'\\udce9'`), or None."""
+    try:
+        utf8_size(text)
+    except UnicodeEncodeError as exc:
+        return ascii(text[exc.start])
+    return None

@@ -11,6 +11,13 @@ SIGKILLs the executor, marks the task `stuck` and forks a fresh executor for the
 the queue. No fork per task, and a task that hangs in C code is still stopped within a
 second of its timeout.
 
+The executor leads its own process group, so whatever its tasks start (subprocesses, forked
+children) is in that group: when a task overruns its timeout, or the executor dies while
+running one, the supervisor SIGKILLs the whole group, not only the executor. The supervisor
+learns that the executor exited from a pidfd (or `waitid`), not from the end of the pipe,
+which a child forked by a task could keep open long after the executor is gone; the
+executor also closes its end of the pipe in every child it forks.
+
 SIGTERM/SIGINT: forwarded to the executor, which finishes its task and takes no new one;
 the worker then deregisters and exits 0. When the queue is empty the executor retires the
 registration (atomically with finding nothing to claim) and the worker spawns workers for
@@ -78,6 +85,7 @@ class Supervisor:
         self.registry: Mapping[tuple[str, str], TaskEntry] | None = None
         self.child: int | None = None
         self.pipe: int | None = None
+        self.exited: int | None = None
         self.buffer = b""
         self.running: _Running | None = None
         self.stopping = False
@@ -145,6 +153,8 @@ class Supervisor:
             os.close(read_end)
             code = 0
             try:
+                os.setpgid(0, 0)
+                _close_in_children(write_end)
                 _die_with_parent()
                 self.store.dispose(close=False)
 
@@ -162,8 +172,13 @@ class Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+        try:
+            os.setpgid(pid, pid)  # also here, so the group exists whichever side runs first
+        except OSError:
+            pass
         os.close(write_end)
         self.child, self.pipe, self.buffer = pid, read_end, b""
+        self.exited = _exit_signal(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def _step(self) -> None:
@@ -173,19 +188,21 @@ class Supervisor:
         wait = max(0.0, min(1.0, self.next_heartbeat - now))
         if self.running is not None:
             wait = max(0.0, min(wait, self.running.deadline - now))
+        watched = [self.pipe] if self.exited is None else [self.pipe, self.exited]
         try:
-            ready, _, _ = select.select([self.pipe], [], [], wait)
+            ready, _, _ = select.select(watched, [], [], wait)
         except InterruptedError:
             ready = []
-        if ready:
+        if self.pipe in ready:
             data = os.read(self.pipe, 4096)
             if not data:
                 self._reap()
                 return
-            self.buffer += data
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                self._message(pipe.Message.decode(line))
+            self._received(data)
+        elif self._child_exited(ready):
+            self._drain()
+            self._reap()
+            return
         now = time.monotonic()
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_INTERVAL_S
@@ -195,6 +212,34 @@ class Supervisor:
                 self.say(f"worker {os.getpid()}: heartbeat failed: {exc}")
         if self.running is not None and now >= self.running.deadline:
             self._time_out()
+
+    def _received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self._message(pipe.Message.decode(line))
+
+    def _child_exited(self, ready: list[int]) -> bool:
+        """Whether the executor has exited (it is left to be reaped)."""
+        assert self.child is not None
+        if self.exited is not None:
+            return self.exited in ready
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, self.child, flags) is not None
+
+    def _drain(self) -> None:
+        """Read what the exited executor wrote before it exited, without waiting for the
+        end of the pipe (a child it forked may still hold the pipe open)."""
+        assert self.pipe is not None
+        os.set_blocking(self.pipe, False)
+        while True:
+            try:
+                data = os.read(self.pipe, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self._received(data)
 
     def _message(self, message: pipe.Message) -> None:
         if message.kind is pipe.Kind.START:
@@ -212,7 +257,7 @@ class Supervisor:
         """Kill the executor whose task overran its timeout and mark the task stuck."""
         assert self.child is not None and self.running is not None
         running, child = self.running, self.child
-        os.kill(child, signal.SIGKILL)
+        _kill_group(child)
         self._reap(expected=True)
         reason = (
             f"Task exceeded its timeout of {running.timeout} s and was killed; marked stuck"
@@ -227,9 +272,14 @@ class Supervisor:
         """Collect the exited executor; a task it left running is marked stuck."""
         assert self.child is not None and self.pipe is not None
         child = self.child
+        if self.running is not None and not expected:
+            # Before the wait: while the executor is a zombie its id cannot name another group.
+            _kill_group(child)
         _, status = os.waitpid(child, 0)
         os.close(self.pipe)
-        self.child, self.pipe = None, None
+        if self.exited is not None:
+            os.close(self.exited)
+        self.child, self.pipe, self.exited = None, None, None
         running, self.running = self.running, None
         if expected:
             return
@@ -261,6 +311,43 @@ def _describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _kill_group(leader: int) -> None:
+    """SIGKILL the executor `leader` and its process group: what its task started too."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(leader, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _exit_signal(pid: int) -> int | None:
+    """A descriptor that becomes readable when the child `pid` exits (a Linux pidfd), or
+    None where there is none (the supervisor then asks `waitid` at each step)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def _close_in_children(fd: int) -> None:
+    """Close `fd` in every child this process forks (`os.fork`, multiprocessing), but not
+    again in their own children, where the number may by then name something else."""
+    still_open = [True]
+
+    def close() -> None:
+        if still_open[0]:
+            still_open[0] = False
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    os.register_at_fork(after_in_child=close)
 
 
 def _die_with_parent() -> None:

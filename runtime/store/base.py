@@ -7,13 +7,21 @@ back whole, so that is safe whatever it writes), at most `ATTEMPTS` times in all
 other database failure leaves the store as one `BackendError` line naming the URL without
 its password. A connection lost *during* COMMIT is never retried: the outcome is unknown,
 and a retried INSERT could dispatch twice.
+
+A process that forks (gunicorn `--preload`, `multiprocessing`) gives its child a copy of
+every pooled connection, whose socket the parent still uses. Every store therefore drops
+its pools in the child right after a fork, without closing the parent's sessions, so the
+child makes its own connections on first use.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, column, insert, inspect, select, table
@@ -74,6 +82,7 @@ class StoreBase:
         self._read_engine: Engine | None = None
         self._backend: Backend | None = None
         self._schema_ready = False
+        _stores.add(self)
 
     @property
     def backend(self) -> Backend:
@@ -103,6 +112,8 @@ class StoreBase:
 
     def _create_engine(self, autocommit: bool) -> Engine:
         try:
+            if self.backend.name == "sqlite":
+                _private_database_file(self.url)
             return self.backend.create_engine(self.url, autocommit=autocommit)
         except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
             raise BackendError(f"cannot use database {masked_url(self.url)}: {exc}") from None
@@ -235,6 +246,31 @@ def check_revision(url: str, revision: str) -> None:
         f"runtime (revision {SCHEMA_REVISION}) does not know: the database was upgraded "
         "by a newer runtime; upgrade this one"
     )
+
+
+_stores: weakref.WeakSet[StoreBase] = weakref.WeakSet()
+"""Every store of this process, for `_forget_pools_after_fork`."""
+
+
+def _forget_pools_after_fork() -> None:
+    """In a forked child: give every store new, empty pools; the parent keeps its sessions."""
+    for store in list(_stores):
+        store.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _private_database_file(url: str) -> None:
+    """Create a SQLite database file 0600 in a 0700 folder before SQLite does (it would use
+    the umask); SQLite gives the `-wal` and `-shm` files the database file's mode."""
+    from sqlalchemy.engine import make_url
+
+    from runtime.storage import create_private_file
+
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        create_private_file(Path(database))
 
 
 def first_line(exc: BaseException) -> str:

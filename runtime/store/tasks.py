@@ -13,6 +13,7 @@ its task and claims the next in the same transaction (`finish(..., claim_next=..
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
 from runtime.clock import log_line, to_db
-from runtime.processes import is_alive
+from runtime.processes import is_alive, kill_orphaned_group
 from runtime.schema import Timestamp, claimable, status_is, tasks, workers
 from runtime.state import ExecutionMode, Status, TaskStatus
 from runtime.store.base import StoreBase, guarded
@@ -30,10 +31,26 @@ from runtime.store.base import StoreBase, guarded
 # behind one batch is not held long, and far below every database's bound-parameter limit.
 DELETE_BATCH = 1000
 
+# The most characters of log text one statement carries (at most 1 MB in UTF-8): a longer
+# write is sent in pieces, in one transaction, so that no statement nears MariaDB's default
+# max_allowed_packet (16 MB) whatever max_log_bytes is.
+LOG_PIECE_CHARS = 250_000
+
+log = logging.getLogger(__name__)
+
 
 def dumps(value: Any) -> str:
     """JSON text of a value as stored in a column (raises TypeError if not serialisable)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _log_pieces(lines: str) -> tuple[list[str], str]:
+    """Log text as the pieces all but the last of which go before the statement that
+    carries the last (see `LOG_PIECE_CHARS`); no leading pieces for a short text."""
+    if len(lines) <= LOG_PIECE_CHARS:
+        return [], lines
+    pieces = [lines[i : i + LOG_PIECE_CHARS] for i in range(0, len(lines), LOG_PIECE_CHARS)]
+    return pieces[:-1], pieces[-1]
 
 
 def task_channel(task_id: int) -> str:
@@ -56,6 +73,8 @@ class Outcome:
     lines: str = ""
     status_data: Mapping[str, Any] | None = None
     temp_ttl: int = 0
+    replace_log: bool = False
+    """Whether `lines` is the whole log, to write in place of the row's (a truncated log)."""
 
 
 @dataclass(frozen=True)
@@ -243,9 +262,14 @@ class TaskStore(StoreBase):
             return cursor.fetchone() is not None
         return bool(cursor.rowcount)
 
-    def _appended(self, values: dict[str, Any], lines: str, status_data: bool) -> dict[str, Any]:
-        """`values` plus the log append and the status data, when there are any."""
-        if lines:
+    def _appended(
+        self, values: dict[str, Any], lines: str, status_data: bool, replace: bool = False
+    ) -> dict[str, Any]:
+        """`values` plus the log append (or, with `replace`, the whole log) and the status
+        data, when there are any."""
+        if lines and replace:
+            values["status_log"] = bindparam("v_lines")
+        elif lines:
             values["status_log"] = func.coalesce(tasks.c.status_log, "") + bindparam("v_lines")
         if status_data:
             values["status_data"] = bindparam("v_status_data")
@@ -268,9 +292,11 @@ class TaskStore(StoreBase):
         """
         moment = to_db(now)
         assert moment is not None
-        has_lines, has_status = bool(outcome.lines), outcome.status_data is not None
+        leading, lines = _log_pieces(outcome.lines)
+        replace = outcome.replace_log and not leading
+        has_lines, has_status = bool(lines), outcome.status_data is not None
         statement = self._running_update(
-            ("finish", has_lines, has_status),
+            ("finish", has_lines, has_status, replace),
             lambda: self._appended(
                 {
                     "status": bindparam("v_status"),
@@ -285,8 +311,9 @@ class TaskStore(StoreBase):
                         else_=None,
                     ),
                 },
-                outcome.lines,
+                lines,
                 has_status,
+                replace,
             ),
         )
         params: dict[str, Any] = {
@@ -298,11 +325,14 @@ class TaskStore(StoreBase):
             "v_expires": moment + timedelta(seconds=outcome.temp_ttl),
         }
         if has_lines:
-            params["v_lines"] = outcome.lines
+            params["v_lines"] = lines
         if has_status:
             params["v_status_data"] = dumps(dict(outcome.status_data or {}))
+        key = ("finish", has_lines, has_status, replace)
         with self.raw_write() as cursor:
-            done = self._changed_raw(cursor, ("finish", has_lines, has_status), statement, params)
+            done = (
+                not leading or self._send_pieces(cursor, params, leading, outcome.replace_log, True)
+            ) and self._changed_raw(cursor, key, statement, params)
             following = None if claim_next is None else self._claim(cursor, claim_next, moment)
         return done, following
 
@@ -317,8 +347,12 @@ class TaskStore(StoreBase):
         temp_ttl: int | None = None,
         has_temp_directory: bool = False,
         now: datetime,
+        replace_log: bool = False,
     ) -> bool:
-        """Append log lines and store status data of a running task; False if not ours."""
+        """Append log lines (with `replace_log`: write the whole log) and store status data
+        of a running task; False if not ours."""
+        leading, lines = _log_pieces(lines)
+        replace = replace_log and not leading
         params: dict[str, Any] = {"b_id": task_id, "b_pid": pid, "v_moment": to_db(now)}
         if temp_ttl is not None:
             params["v_temp_ttl"] = temp_ttl
@@ -335,12 +369,49 @@ class TaskStore(StoreBase):
                 changes["has_temp_directory"] = True
             if has_ttl:
                 changes["temp_ttl_seconds"] = bindparam("v_temp_ttl")
-            return self._appended(changes, lines, has_status)
+            return self._appended(changes, lines, has_status, replace)
 
-        key = ("progress", bool(lines), has_status, has_temp_directory, has_ttl)
+        key = ("progress", bool(lines), has_status, has_temp_directory, has_ttl, replace)
         statement = self._running_update(key, values)
         with self.write() as conn:
-            return self._changed(conn, statement, params)
+            return self._send_pieces(conn, params, leading, replace_log) and (
+                self._changed(conn, statement, params)
+            )
+
+    def _send_pieces(
+        self,
+        conn: Any,
+        params: Mapping[str, Any],
+        pieces: list[str],
+        replace: bool,
+        raw: bool = False,
+    ) -> bool:
+        """Write the leading pieces of a long log write, in the caller's transaction (a
+        Connection, or with `raw` a driver cursor), the first in place of the row's log
+        with `replace`; False if the row is not ours."""
+        for index, piece in enumerate(pieces):
+            first = replace and index == 0
+
+            def values(first: bool = first) -> dict[str, Any]:
+                moment = {"updated_at": bindparam("v_moment", type_=Timestamp())}
+                return self._appended(moment, "x", False, first)
+
+            key = ("log_piece", first)
+            statement = self._running_update(key, values)
+            step = {
+                "b_id": params["b_id"],
+                "b_pid": params["b_pid"],
+                "v_lines": piece,
+                "v_moment": params["v_moment"],
+            }
+            changed = (
+                self._changed_raw(conn, key, statement, step)
+                if raw
+                else self._changed(conn, statement, step)
+            )
+            if not changed:
+                return False
+        return True
 
     @guarded
     def mark_stuck(self, task_id: int, pid: int | None, reason: str, now: datetime) -> bool:
@@ -393,9 +464,13 @@ class TaskStore(StoreBase):
     def sweep(self, now: datetime) -> list[int]:
         """Mark stuck the running tasks whose worker is gone; return their ids.
 
+        A row that cannot be marked (a value no datetime can hold, say) is logged and left
+        as it is, and the others are marked all the same.
+
         On this server a worker is gone when its PID is not alive or belongs to a process
-        started at another time; on another server, when the worker row that claimed the
-        task has sent no heartbeat within `cleanup_stuck_after`.
+        started at another time (what its task started, in the executor's process group, is
+        killed too); on another server, when the worker row that claimed the task has sent
+        no heartbeat within `cleanup_stuck_after`.
         """
         cutoff = to_db(now - timedelta(seconds=self.config.cleanup_stuck_after))
         running = status_is(Status.RUNNING)
@@ -420,18 +495,25 @@ class TaskStore(StoreBase):
             ).all()
         stuck: list[int] = []
         for row in local:
-            if is_alive(row.worker_pid, row.worker_started):
-                continue
-            reason = f"Worker process {row.worker_pid} is gone; marked stuck by the processor"
-            if self.mark_stuck(row.id, row.worker_pid, reason, now):
-                stuck.append(row.id)
+            try:
+                if is_alive(row.worker_pid, row.worker_started):
+                    continue
+                reason = f"Worker process {row.worker_pid} is gone; marked stuck by the processor"
+                if self.mark_stuck(row.id, row.worker_pid, reason, now):
+                    stuck.append(row.id)
+                    kill_orphaned_group(row.worker_pid, row.worker_started)
+            except Exception as exc:
+                _skipped(row.id, exc)
         for row in remote:
             reason = (
                 f"Worker on server {row.server_id} sent no heartbeat for "
                 f"{self.config.cleanup_stuck_after} s; marked stuck by server {self.server_id}"
             )
-            if self.mark_stuck(row.id, row.worker_pid, reason, now):
-                stuck.append(row.id)
+            try:
+                if self.mark_stuck(row.id, row.worker_pid, reason, now):
+                    stuck.append(row.id)
+            except Exception as exc:
+                _skipped(row.id, exc)
         return stuck
 
     # -- maintenance --------------------------------------------------------------------
@@ -476,18 +558,25 @@ class TaskStore(StoreBase):
     @guarded
     def delete_finished_batch(self, cutoff: datetime, limit: int = DELETE_BATCH) -> list[int]:
         """Delete up to `limit` completed and failed rows that ended before `cutoff`, oldest
-        first, in one short transaction; their ids (fewer than `limit`: nothing is left)."""
+        first, in one short transaction; their ids (fewer than `limit`: nothing is left).
+
+        The rows are found by a read, outside the transaction (an ended row never changes
+        its status or end time, so they are still to delete), so the write lock is held
+        only for the DELETE by primary key: on SQLite, finding them in a large table took
+        most of a second, during which every dispatch waited.
+        """
         finished = and_(
             tasks.c.status.in_((Status.COMPLETED.value, Status.FAILED.value)),
             tasks.c.completed_at < to_db(cutoff),
         )
-        with self.write() as conn:
+        with self.read() as conn:
             ids = list(
                 conn.execute(
                     select(tasks.c.id).where(finished).order_by(tasks.c.id).limit(limit)
                 ).scalars()
             )
-            if ids:
+        if ids:
+            with self.write() as conn:
                 conn.execute(delete(tasks).where(finished, tasks.c.id.in_(ids)))
         return ids
 
@@ -501,3 +590,13 @@ class TaskStore(StoreBase):
             if len(batch) < DELETE_BATCH:
                 return deleted
 
+
+def _skipped(task_id: int, exc: Exception) -> None:
+    """Log that the sweep left a row it could not process."""
+    log.warning(
+        "task %s: could not be marked stuck, left as it is: %s: %s",
+        task_id,
+        type(exc).__name__,
+        exc,
+        extra={"task_id": task_id},
+    )

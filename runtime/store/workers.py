@@ -8,6 +8,7 @@ server's workers lock, so racing starters can never both take the last slot.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,8 @@ from runtime.store.base import StoreBase, guarded
 # How long a reserved worker slot waits for the process it was reserved for to adopt it.
 STARTING_GRACE_S = 30
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -33,8 +36,14 @@ class Limits:
 
 
 def worker_alive(row: Any, now: datetime) -> bool:
-    """Whether a `_workers` row stands for a live worker, or one still starting (pid 0)."""
+    """Whether a `_workers` row stands for a live worker, or one still starting (pid 0).
+
+    A reservation whose time is not a datetime (MySQL hands a zero date back as text) is
+    not one: it could never be adopted.
+    """
     if row.pid == 0:
+        if not isinstance(row.heartbeat_at, datetime):
+            return False
         reserved = from_db(row.heartbeat_at)
         return reserved is not None and now - reserved < timedelta(seconds=STARTING_GRACE_S)
     return is_alive(row.pid, row.process_started)
@@ -168,10 +177,25 @@ class WorkerStore(StoreBase):
 
     @guarded
     def forget_dead_workers(self, now: datetime) -> int:
-        """Delete the registrations of this server's workers whose process is gone; how many."""
+        """Delete the registrations of this server's workers whose process is gone; how many.
+
+        A row that cannot be judged is logged and left as it is.
+        """
         with self.read() as conn:
             rows = conn.execute(self._worker_rows()).all()
-        dead = [r.id for r in rows if not worker_alive(r, now)]
+        dead = []
+        for row in rows:
+            try:
+                if not worker_alive(row, now):
+                    dead.append(row.id)
+            except Exception as exc:
+                log.warning(
+                    "worker row %s: cannot tell whether its process is alive, left as it is: "
+                    "%s: %s",
+                    row.id,
+                    type(exc).__name__,
+                    exc,
+                )
         if dead:
             with self.write(self._workers_lock) as conn:
                 conn.execute(delete(workers).where(workers.c.id.in_(dead)))

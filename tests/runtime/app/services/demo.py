@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -127,3 +128,56 @@ def chatter(task: TaskInstance, gate: str, pause: float = 0.02) -> dict[str, Any
         time.sleep(pause)
     task.log(f"done after {count} lines")
     return {"lines": count, "pid": os.getpid()}
+
+
+@task("Log many numbered lines")
+def chatty(task: TaskInstance, lines: int) -> int:
+    for number in range(lines):
+        task.log(f"line {number}")
+    return lines
+
+
+@task("Return a string of the given length")
+def big_result(task: TaskInstance, size: int) -> str:
+    task.log(f"returning {size} characters")
+    return "x" * size
+
+
+@task("Log, set status or return text some database cannot store")
+def unstorable(task: TaskInstance, what: str) -> str:
+    name = os.fsdecode(b"caf\xe9.txt")
+    task.log("before")
+    if what == "log":
+        task.log(f"opened {name}")
+        task.log("a nul \x00 byte")
+        task.log("after")
+    elif what == "status":
+        task.set_status("file", name)
+    elif what == "big_status":
+        task.set_status("blob", "x" * 5_000_000)
+    elif what == "result":
+        return name
+    return "done"
+
+
+@task("Start a child process, then overrun the timeout", queue="slow", timeout=2)
+def child_past_timeout(task: TaskInstance, seconds: str) -> None:
+    child = subprocess.Popen(["sleep", seconds])
+    task.log(f"started child {child.pid}")
+    time.sleep(60)
+
+
+@task("Start a child process, then wait for a gate file", queue="video")
+def child_then_gate(task: TaskInstance, seconds: str, gate: str) -> None:
+    child = subprocess.Popen(["sleep", seconds])
+    task.log(f"started child {child.pid}")
+    wait_for_file(Path(gate), 60)
+
+
+@task("Fork a child that outlives the task, and return")
+def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    return {"child": pid, "supervisor": os.getppid()}
