@@ -265,7 +265,7 @@ def claimable(queue: str | ColumnElement[Any] | None = None) -> ColumnElement[bo
 
 # Partial indexes (SQLite and PostgreSQL; MySQL has none and keeps them whole).
 _PARTIAL = {
-    "ix__tasks_claim": "status = 'pending' AND schedule_key IS NULL",
+    "ix__tasks_claim": f"status = '{Status.PENDING.value}' AND schedule_key IS NULL",
     "ux__tasks_schedule_key": "schedule_key IS NOT NULL",
 }
 
