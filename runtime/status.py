@@ -8,7 +8,6 @@ the task ends, then exits 0 if it completed and 1 otherwise. Unknown id: exit 2.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import datetime
 from typing import Any, TextIO
@@ -18,11 +17,11 @@ from runtime.config import load_config
 from runtime.limits import is_task_id
 from runtime.state import Status, TaskStatus
 from runtime.store import Store, task_channel
+from runtime.tasklog import LogReader
 from runtime.text import escape_controls
 
 PROG = "python -m runtime.status"
 BAR_WIDTH = 30
-_MARKER = re.compile(r"^\[\.\.\. \d+ lines truncated \.\.\.\]$", re.MULTILINE)
 
 
 def render(status: TaskStatus) -> str:
@@ -75,9 +74,8 @@ class Follower:
 
     Between reads it waits on the task's channel, which every write a follower shows
     notifies (PostgreSQL wakes it at once; the other backends poll), at most `wait_s`.
-    A log over `max_log_bytes` is rewritten with its middle dropped (`runtime.tasklog`); the
-    follower then goes on after the last line it printed, or at the marker of the dropped
-    lines when that line is gone too.
+    A log over `max_log_bytes` is rewritten with its middle dropped; the follower then goes
+    on after the last line it printed (`runtime.tasklog.LogReader`).
     """
 
     def __init__(self, store: Store, task_id: int, out: TextIO, wait_s: float = 1.0) -> None:
@@ -86,21 +84,15 @@ class Follower:
         self.task_id = task_id
         self.out = out
         self.tty = out.isatty()
-        self.printed = 0
-        self.last = ""
+        self.reader = LogReader()
         self.progress: Any = None
         self.bar_shown = False
 
     def show(self, status: TaskStatus) -> None:
-        if not status.log.startswith(self.last, self.printed - len(self.last)):
-            self._resume(status.log)
-        fresh = status.log[self.printed :]
-        complete = fresh[: fresh.rfind("\n") + 1]
+        complete = self.reader.fresh(status.log)
         if complete:
             self._clear_bar()
             self.out.write(printable(complete))
-            self.printed += len(complete)
-            self.last = complete[complete.rfind("\n", 0, -1) + 1 :]
         progress = status.get("progress")
         redraw = self.tty and not self.bar_shown
         if progress is not None and (progress != self.progress or redraw):
@@ -111,16 +103,6 @@ class Follower:
             else:
                 self.out.write(progress_bar(progress) + "\n")
         self.out.flush()
-
-    def _resume(self, log: str) -> None:
-        """Find where to go on in a log that was rewritten since the last read."""
-        found = log.rfind(self.last)
-        if found >= 0:
-            self.printed = found + len(self.last)
-        else:
-            marker = _MARKER.search(log)
-            self.printed = marker.start() if marker else min(self.printed, len(log))
-        self.last = log[log.rfind("\n", 0, max(self.printed - 1, 0)) + 1 : self.printed]
 
     def _clear_bar(self) -> None:
         if self.bar_shown:
@@ -134,7 +116,7 @@ class Follower:
                 status = self.store.get(self.task_id)
                 self.show(status)
                 if status.finished:
-                    rest = status.log[self.printed :]
+                    rest = self.reader.fresh(status.log, whole_lines=False)
                     if rest:
                         self._clear_bar()
                         self.out.write(printable(rest if rest.endswith("\n") else rest + "\n"))

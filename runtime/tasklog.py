@@ -20,6 +20,7 @@ it marks the task stuck, so the row's log never exceeds the limit.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import deque
 
@@ -35,9 +36,49 @@ REWRITE_INTERVAL_S = 5.0
 """The shortest time between two rewrites of a truncated log while the task runs."""
 
 
+_MARKER = re.compile(r"^\[\.\.\. \d+ lines truncated \.\.\.\]$", re.MULTILINE)
+
+
 def marker(lines: int) -> str:
     """The line that stands for the `lines` lines dropped from the middle of a log."""
     return f"[... {lines} lines truncated ...]\n"
+
+
+class LogReader:
+    """Where a reader of a running task's log (`status --follow`, the dashboard's live
+    page) has got to, so that each read gives only what is new, even after the log was
+    rewritten with its middle dropped.
+
+    The reader keeps its offset and the last line it gave. When the log no longer has that
+    line at that place, it goes on after the line's last occurrence in the new log, or,
+    when the line was dropped too, at the marker of the dropped lines (which it gives
+    again, with its new count).
+    """
+
+    def __init__(self, offset: int = 0) -> None:
+        self.offset = max(0, offset)
+        self.last = ""
+
+    def fresh(self, log: str, whole_lines: bool = True) -> str:
+        """The text of `log` not given yet (only complete lines with `whole_lines`)."""
+        if len(log) < self.offset or not log.startswith(self.last, self.offset - len(self.last)):
+            self._resume(log)
+        text = log[self.offset :]
+        if whole_lines:
+            text = text[: text.rfind("\n") + 1]
+        if text:
+            self.offset += len(text)
+            self.last = log[log.rfind("\n", 0, max(self.offset - 1, 0)) + 1 : self.offset]
+        return text
+
+    def _resume(self, log: str) -> None:
+        found = log.rfind(self.last) if self.last else -1
+        if found >= 0:
+            self.offset = found + len(self.last)
+        else:
+            dropped = _MARKER.search(log)
+            self.offset = dropped.start() if dropped else 0
+        self.last = log[log.rfind("\n", 0, max(self.offset - 1, 0)) + 1 : self.offset]
 
 
 class BoundedLog:

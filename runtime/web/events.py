@@ -8,7 +8,8 @@ a database connection, so at most `MAX_LISTENERS` streams wait on the channel at
 every `WAIT_S` without holding one. `stream` is the async side that formats the events.
 
 Events: `log` (`{"text": new log text, control characters escaped}`, its `id` the log
-offset reached, so a reconnecting browser resumes there), `progress` (`{"progress": v}`),
+offset reached, so a reconnecting browser resumes there; a log rewritten with its middle
+dropped is followed by `runtime.tasklog.LogReader`), `progress` (`{"progress": v}`),
 and `status` (the API's task shape without the log) whenever the status changes; the
 stream ends after the `status` event of an ended task.
 """
@@ -29,6 +30,7 @@ from sqlalchemy import Connection
 from runtime.errors import TaskError
 from runtime.state import TaskStatus
 from runtime.store import Store, task_channel
+from runtime.tasklog import LogReader
 from runtime.text import escape_controls
 from runtime.web.shapes import task_data
 
@@ -50,7 +52,7 @@ class TaskEvents:
     def __init__(self, store: Store, task_id: int, offset: int = 0) -> None:
         self.store = store
         self.task_id = task_id
-        self.offset = max(0, offset)
+        self.log = LogReader(offset)
         self.progress: Any = None
         self.status: str | None = None
         self._reading: AbstractContextManager[Connection] | None = None
@@ -90,15 +92,10 @@ class TaskEvents:
 
     def _changes(self, status: TaskStatus) -> list[Event]:
         events: list[Event] = []
-        if len(status.log) < self.offset:
-            self.offset = 0
-        fresh = status.log[self.offset :]
-        if not status.finished:
-            fresh = fresh[: fresh.rfind("\n") + 1]
+        fresh = self.log.fresh(status.log, whole_lines=not status.finished)
         if fresh:
-            self.offset += len(fresh)
             text = escape_controls(fresh, keep="\n\t")
-            events.append(("log", {"text": text}, str(self.offset)))
+            events.append(("log", {"text": text}, str(self.log.offset)))
         progress = status.get("progress")
         if progress is not None and progress != self.progress:
             self.progress = progress

@@ -129,3 +129,30 @@ def test_following_a_truncated_log_shows_no_line_twice_and_marks_every_gap(
         numbers.append(number)
         gap_allowed = False
     assert numbers[0] == 0 and numbers[-1] == int(done.group(1)) - 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_dashboards_live_log_goes_on_after_a_rewrite_without_repeating_a_line(
+    app: App,
+) -> None:
+    from runtime.tasklog import marker
+    from runtime.web.events import TaskEvents
+
+    lines = [f"[2026-01-01 00:00:00] line {number}\n" for number in range(40)]
+    task_id = app.insert_row(
+        "demo", "chatter", "other", {"gate": "never"}, status="running",
+        status_log="".join(lines[:10]), worker_pid=1,
+    )
+    events = TaskEvents(app.store, task_id)
+
+    def shown() -> str:
+        found, _ = events.step()
+        return "".join(data["text"] for name, data, _ in found if name == "log")
+
+    assert shown() == "".join(lines[:10])
+    # Rewritten with line 9, the last one shown, among the dropped: go on at the marker.
+    app.update_row(task_id, status_log="".join(lines[:5]) + marker(20) + "".join(lines[25:30]))
+    assert shown() == marker(20) + "".join(lines[25:30])
+    # Rewritten again with line 29 kept: go on after it.
+    app.update_row(task_id, status_log="".join(lines[:5]) + marker(22) + "".join(lines[27:32]))
+    assert shown() == "".join(lines[30:32])
