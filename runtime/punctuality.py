@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from runtime.clock import from_db
 from runtime.config import Config
 from runtime.display import duration
 from runtime.errors import ConfigError
 from runtime.registry import ScheduleEntry, load_schedules
-from runtime.scheduler import next_slot, schedule_key
+from runtime.scheduler import next_run, schedule_key
 from runtime.store import Store
 from runtime.summaries import ScheduledRun, iso
 
@@ -111,14 +110,7 @@ def collect_schedules(
     for entry in entries:
         key = schedule_key(entry.service, entry.task)
         row = upcoming.get(key)
-        error = None
-        if row is not None:
-            next_run_at = from_db(row.next_run_at)
-        else:
-            try:
-                next_run_at = next_slot(entry.cron, config.timezone, now)
-            except ValueError as exc:
-                next_run_at, error = None, str(exc)
+        next_run_at, error = next_run(entry.cron, config.timezone, row, now)
         states.append(
             ScheduleState(
                 key=key,

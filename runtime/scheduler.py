@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runtime.clock import to_db
+from runtime.clock import from_db, to_db
 from runtime.config import Config
 from runtime.registry import ScheduleEntry
 from runtime.state import ExecutionMode, Status
@@ -101,6 +101,19 @@ def _gap_end(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
         else:
             low = middle
     return datetime.fromtimestamp(high, UTC)
+
+
+def next_run(
+    cron: str, timezone: str, upcoming: Any, now: datetime
+) -> tuple[datetime | None, str | None]:
+    """A schedule's next run as listings show it: its upcoming row's `next_run_at` when the
+    processor has made that row, else the slot computed now; and the cron's error, if any."""
+    if upcoming is not None:
+        return from_db(upcoming.next_run_at), None
+    try:
+        return next_slot(cron, timezone, now), None
+    except ValueError as exc:
+        return None, str(exc)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from runtime.cli import Parser, run_command
 from runtime.clock import from_db, utcnow
 from runtime.config import Config, load_config
 from runtime.registry import ScheduleEntry, load_schedules
-from runtime.scheduler import next_slot, schedule_key
+from runtime.scheduler import next_run, schedule_key
 from runtime.store import Store
 
 PROG = "python -m runtime.schedules"
@@ -88,14 +88,7 @@ def collect(
         key = schedule_key(entry.service, entry.task)
         last = last_runs.get((entry.service, entry.task))
         row = upcoming.get(key)
-        error = None
-        if row is not None:
-            next_run_at = from_db(row.next_run_at)
-        else:
-            try:
-                next_run_at = next_slot(entry.cron, config.timezone, now)
-            except ValueError as exc:
-                next_run_at, error = None, str(exc)
+        next_run_at, error = next_run(entry.cron, config.timezone, row, now)
         views.append(
             ScheduleView(
                 key=key,

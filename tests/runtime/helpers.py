@@ -42,6 +42,17 @@ def wait_until(probe: Callable[[], T], timeout: float, what: str, every: float =
         time.sleep(every)
 
 
+def one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Assert a command failed with exit 2 and exactly one line on stderr; that line."""
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def write_rsx_toml(
     root: Path, package: Path, url: str, queues: Mapping[str, int], **settings: Any
 ) -> Config:

@@ -17,19 +17,7 @@ from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
 from runtime.schema import tasks
 from runtime.store import Store
-from tests.runtime.helpers import App, wait_until
-
-
-def _one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """Assert a command failed with exit 2 and exactly one line on stderr; that line."""
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
+from tests.runtime.helpers import App, one_line_error, wait_until
 
 # -- runtime.run (immediate mode) ----------------------------------------------------
 
@@ -78,7 +66,7 @@ def test_run_reads_booleans_as_words_or_digits(app: App, given: str, expected: b
 def test_run_reports_bad_tasks_and_parameters_in_one_line_with_exit_2(
     app: App, args: list[str], needles: list[str]
 ) -> None:
-    _one_line_error(app.command("run", *args), *needles)
+    one_line_error(app.command("run", *args), *needles)
 
 
 def test_run_prints_the_traceback_and_exits_1_when_the_task_raises(app: App) -> None:
@@ -130,7 +118,7 @@ def test_status_prints_text_or_one_json_object(app: App) -> None:
 
 
 def test_status_of_an_unknown_id_exits_2(app: App) -> None:
-    _one_line_error(app.command("status", "12345"), "no task with id 12345")
+    one_line_error(app.command("status", "12345"), "no task with id 12345")
 
 
 @pytest.mark.slow
@@ -174,14 +162,14 @@ def test_redispatch_prints_the_new_id_of_a_copy(app: App) -> None:
     status = app.wait_status(copy)
     assert (status.status, status.result, status.params) == ("completed", 3, {"a": 1, "b": 2})
     assert app.status(stuck).status == "stuck"
-    _one_line_error(app.command("redispatch", "999"), "no task with id 999")
+    one_line_error(app.command("redispatch", "999"), "no task with id 999")
 
 
 # -- the processor -------------------------------------------------------------------
 
 
 def test_process_with_an_undefined_queue_exits_2(app: App) -> None:
-    _one_line_error(app.command("process", "--queue", "nope"), "queue 'nope' is not defined")
+    one_line_error(app.command("process", "--queue", "nope"), "queue 'nope' is not defined")
 
 
 @pytest.mark.slow
@@ -242,12 +230,12 @@ def test_commands_without_a_config_exit_2_in_one_line(tmp_path: Path, app: App) 
             [sys.executable, "-m", f"runtime.{args[0]}", *args[1:]],
             cwd=empty, env=app.env, capture_output=True, text=True, timeout=60,
         )
-        _one_line_error(done, "no rsx.toml")
+        one_line_error(done, "no rsx.toml")
 
 
 def test_a_bad_config_key_is_one_line_naming_file_line_and_key(app: App) -> None:
     (app.root / "rsx.toml").write_text("[tasks]\nstorage = 'storage'\nbogus = 1\n")
-    _one_line_error(app.command("process"), "rsx.toml:3", "unknown key 'tasks.bogus'")
+    one_line_error(app.command("process"), "rsx.toml:3", "unknown key 'tasks.bogus'")
 
 
 UNREACHABLE = [
@@ -268,7 +256,7 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     app = make_app()
     config = app.config.path.read_text().replace(app.config.database_url, url)
     app.config.path.write_text(config)
-    line = _one_line_error(app.command(*args))
+    line = one_line_error(app.command(*args))
     assert "s3cret-pw" not in line
     assert url.split("://")[0] in line
 
@@ -301,5 +289,5 @@ def test_dispatch_to_an_unreachable_database_raises_backend_error_without_passwo
     ],
 )
 def test_a_bad_argument_is_one_line_and_exit_2(app: App, command: tuple[str, ...]) -> None:
-    line = _one_line_error(app.command(*command))
+    line = one_line_error(app.command(*command))
     assert line.startswith(f"python -m runtime.{command[0]}: error: "), line

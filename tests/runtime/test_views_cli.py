@@ -12,23 +12,13 @@ from pathlib import Path
 import pytest
 
 from runtime.clock import utcnow
-from tests.runtime.helpers import App
+from tests.runtime.helpers import App, one_line_error
 from tests.runtime.viewshelp import Seeded, seed
 
 
 @pytest.fixture
 def seeded(app: App) -> Seeded:
     return seed(app, utcnow())
-
-
-def _one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _json_lines(done: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
@@ -119,7 +109,7 @@ def test_tasks_on_an_empty_database_says_so(app: App) -> None:
     ],
 )
 def test_tasks_refuses_bad_arguments_in_one_line(app: App, args: list[str], needle: str) -> None:
-    line = _one_line_error(app.command("tasks", *args), needle)
+    line = one_line_error(app.command("tasks", *args), needle)
     assert line.startswith("python -m runtime.tasks: error: ")
 
 
@@ -191,7 +181,7 @@ def test_stats_json_window_excludes_older_runs(app: App, seeded: Seeded) -> None
     ],
 )
 def test_stats_refuses_bad_arguments_in_one_line(app: App, args: list[str], needle: str) -> None:
-    line = _one_line_error(app.command("stats", *args), needle)
+    line = one_line_error(app.command("stats", *args), needle)
     assert line.startswith("python -m runtime.stats: error: ")
 
 
@@ -208,11 +198,11 @@ def test_a_missing_config_or_unreachable_database_is_one_line(
         [sys.executable, "-m", f"runtime.{command}"],
         cwd=empty, env=app.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    _one_line_error(missing, "no rsx.toml")
+    one_line_error(missing, "no rsx.toml")
 
     config = tmp_path / "broken.toml"
     config.write_text(
         '[tasks]\ndatabase_url = "postgresql://rsx:s3cret@127.0.0.1:9/none"\n', encoding="utf-8"
     )
-    line = _one_line_error(app.command(command, "--config", str(config)), "database")
+    line = one_line_error(app.command(command, "--config", str(config)), "database")
     assert "s3cret" not in line
