@@ -140,34 +140,13 @@ class Backend:
         notify = self.row_notify
         return statement if notify is None else statement.returning(notify)
 
-    def claim(
-        self, conn: Connection, queue: str, values: Mapping[str, Any]
-    ) -> Mapping[str, Any] | None:
-        """Mark the queue's oldest claimable task running with `values`; its row, or None.
-
-        The default is one `UPDATE ... WHERE id = (oldest) RETURNING *`, which SQLite (its
-        single writer) and PostgreSQL (`FOR UPDATE SKIP LOCKED` in `claimable`) make safe.
-        """
-        params = {"claim_queue": queue, **{f"v_{k}": v for k, v in values.items()}}
-        row = conn.execute(self.claim_statement, params).first()
-        return None if row is None else dict(row._mapping)
-
-    @cached_property
-    def insert_statement(self) -> Any:
-        """The INSERT of one task row."""
-        return insert(tasks)
-
     def insert_tasks(
         self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
     ) -> list[int]:
-        """Insert task rows of `queue` and notify `channel`; their ids, in order."""
-        if len(rows) == 1:
-            key = conn.execute(self.insert_statement, dict(rows[0])).inserted_primary_key
-            assert key is not None
-            ids = [int(key[0])]
-        else:
-            statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
-            ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
+        """Insert task rows of `queue` (a batch; one row goes through `insert_one`) and
+        notify `channel`; their ids, in order."""
+        statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
+        ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
         self.notify(conn, channel)
         return ids
 
@@ -189,7 +168,12 @@ class Backend:
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        """`claim` through a driver cursor: the claimed row, or None."""
+        """Mark the queue's oldest claimable task running with `values`, through a driver
+        cursor (see `runtime.store.fast`); its row, or None.
+
+        The default is one `UPDATE ... WHERE id = (oldest) RETURNING *`, which SQLite (its
+        single writer) and PostgreSQL (`FOR UPDATE SKIP LOCKED` in `claimable`) make safe.
+        """
         statement = compile("claim", lambda: self.claim_statement)
         params = {"claim_queue": queue, **{f"v_{k}": v for k, v in values.items()}}
         row: Mapping[str, Any] | None = statement.first(statement.execute(cursor, params))

@@ -138,16 +138,6 @@ class MySQLBackend(Backend):
             .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
         )
 
-    def claim(
-        self, conn: Connection, queue: str, values: Mapping[str, Any]
-    ) -> Mapping[str, Any] | None:
-        row = conn.execute(self._claim_select, {"claim_queue": queue}).first()
-        if row is None:
-            return None
-        params = {"claim_id": row.id, **{f"v_{k}": v for k, v in values.items()}}
-        conn.execute(self._claim_update, params)
-        return {**row._mapping, **values}
-
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:

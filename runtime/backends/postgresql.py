@@ -159,13 +159,10 @@ class PostgreSQLBackend(Backend):
     def insert_tasks(
         self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
     ) -> list[int]:
-        """Insert under the queue's advisory lock, held to the commit, so that a queue's ids
-        become visible in order and a claim never passes over a task still being inserted;
-        one row is one statement (`insert_statement`)."""
+        """Insert a batch under the queue's advisory lock, held to the commit, so that a
+        queue's ids become visible in order and a claim never passes over a task still being
+        inserted (one row is one statement: `insert_one`)."""
         key = lock_key(f"rsx_queue_{queue}")
-        if len(rows) == 1:
-            params = {**rows[0], "lock_key": key, "channel": channel_name(channel)}
-            return [int(conn.execute(self.insert_statement, params).scalar_one())]
         conn.execute(select(func.pg_advisory_xact_lock(key)))
         statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
         ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]

@@ -270,8 +270,8 @@ def test_a_second_claimer_takes_the_next_row_never_the_one_being_claimed(
         "status": "running", "server_id": 1, "worker_id": 1, "worker_pid": 1,
         "worker_started": 0.0, "started_at": to_db(utcnow()), "updated_at": to_db(utcnow()),
     }
-    with store.write() as one:
-        row = store.backend.claim(one, "default", values)
+    with store.raw_write() as one:
+        row = store.backend.claim_one(one, store.compile, "default", values)
         assert row is not None and row["id"] == first_id
         # PostgreSQL skips the locked row; MariaDB waits for it to be committed, then
         # finds it no longer pending. Either way the second claimer gets the second row.
