@@ -2,7 +2,7 @@
 
 Applies, in order, the Alembic revisions of `runtime/migrations` that the database has not
 had, printing one line per revision (`0002 native JSON and timestamp types, ...`), or
-`database is up to date (revision 0002)`. A database from before Alembic (v1, versioned
+`database is up to date (revision 0003)`. A database from before Alembic (v1, versioned
 in `_meta`) is first recorded at revision 0001, which describes it. An empty database gets
 the current tables, as the first store call would make them.
 

@@ -11,6 +11,10 @@
   stuck after calling it still gets that expiry (NULL: `temp_directory_default_ttl`).
 - `worker_id`: the `_workers` row of the worker that claimed the task, whose heartbeat
   tells other servers whether the task is still being run.
+- `attempts`: how many times a worker has started the task; a retried task keeps its row.
+- `unique_key`: a unique task's key while it holds it (pending, or pending and running);
+  its partial UNIQUE index makes the database refuse a second equal task.
+- `cancel_requested_at`: when a cancel was asked of the task while it ran.
 
 `ix__tasks_status_completed (status, completed_at)` serves the sweep (the few running rows),
 the operator views' recent failures and time windows, and the old-task cleanup.
@@ -70,7 +74,7 @@ from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from runtime.state import Status
 
-SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
 """The Alembic revisions of `runtime/migrations`, oldest first (a test checks they match)."""
 SCHEMA_REVISION = SCHEMA_REVISIONS[-1]
 """The revision these tables are at: a database must be at it to be used."""
@@ -210,6 +214,9 @@ tasks = Table(
     Column("worker_started", Double, nullable=True),
     Column("temp_ttl_seconds", Integer, nullable=True),
     Column("worker_id", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("unique_key", String(191), nullable=True),
+    Column("cancel_requested_at", Timestamp(), nullable=True),
     Index(
         "ix__tasks_claim",
         "queue_name",
@@ -219,6 +226,11 @@ tasks = Table(
     Index(
         "ux__tasks_schedule_key",
         "schedule_key",
+        unique=True,
+    ),
+    Index(
+        "ux__tasks_unique_key",
+        "unique_key",
         unique=True,
     ),
     Index("ix__tasks_status_completed", "status", "completed_at"),
@@ -267,6 +279,7 @@ def claimable(queue: str | ColumnElement[Any] | None = None) -> ColumnElement[bo
 _PARTIAL = {
     "ix__tasks_claim": f"status = '{Status.PENDING.value}' AND schedule_key IS NULL",
     "ux__tasks_schedule_key": "schedule_key IS NOT NULL",
+    "ux__tasks_unique_key": "unique_key IS NOT NULL",
 }
 
 

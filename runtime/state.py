@@ -14,18 +14,19 @@ from runtime.clock import from_db
 
 
 class Status(StrEnum):
-    """The five states of a task row; a `str`, so `status == "completed"` holds."""
+    """The six states of a task row; a `str`, so `status == "completed"` holds."""
 
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     STUCK = "stuck"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
         """Whether the task has ended (it will not change state on its own any more)."""
-        return self in (Status.COMPLETED, Status.FAILED, Status.STUCK)
+        return self in (Status.COMPLETED, Status.FAILED, Status.STUCK, Status.CANCELLED)
 
     @classmethod
     def ended_values(cls) -> tuple[str, ...]:
@@ -72,6 +73,7 @@ class TaskStatus:
     timeout_seconds: int = 0
     worker_pid: int | None = None
     server_id: int = 1
+    attempts: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> TaskStatus:
@@ -97,6 +99,7 @@ class TaskStatus:
             timeout_seconds=int(row.timeout_seconds),
             worker_pid=row.worker_pid,
             server_id=int(row.server_id),
+            attempts=int(getattr(row, "attempts", 0) or 0),
         )
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -105,7 +108,7 @@ class TaskStatus:
 
     @property
     def finished(self) -> bool:
-        """Whether the task has completed, failed or been marked stuck."""
+        """Whether the task has completed, failed, been marked stuck or been cancelled."""
         return self.status.finished
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,7 +42,11 @@ from tests.runtime.migratehelp import backend_of, describe, engine_for, make_old
 pytestmark = pytest.mark.slow
 
 MakeApp = Callable[..., App]
-APPLIED = "0002 native JSON and timestamp types, worker_id, partial claim index\n"
+APPLIED = (
+    "0002 native JSON and timestamp types, worker_id, partial claim index\n"
+    "0003 attempts, unique_key and cancel_requested_at for retries, unique tasks and "
+    "cancellation\n"
+)
 UP_TO_DATE = f"database is up to date (revision {SCHEMA_REVISION})\n"
 JSON_COLUMNS = ("params", "result", "status_data")
 _HEADS: dict[str, dict[str, Any]] = {}
@@ -93,7 +97,14 @@ def expected_rows(
     """What `stored_rows` must read after the upgrade, from the rows the old runtime wrote."""
     want_tasks = []
     for number, row in enumerate(rows, start=1):
-        want = {**row, "id": number, "worker_id": None}
+        want = {
+            **row,
+            "id": number,
+            "worker_id": None,
+            "attempts": 0,
+            "unique_key": None,
+            "cancel_requested_at": None,
+        }
         for name in JSON_COLUMNS:
             want[name] = None if row[name] is None else json.loads(row[name])
         want_tasks.append(want)
@@ -147,7 +158,7 @@ def assert_native_types(url: str) -> None:
             for name in JSON_COLUMNS:
                 assert types[f"_tasks.{name}"] == "jsonb"
             stamps = [c.name for t in (tasks, workers) for c in t.c if c.name.endswith("_at")]
-            assert len(stamps) == 9
+            assert len(stamps) == 10
             for table in (tasks, workers):
                 for column in table.c:
                     if column.name.endswith("_at"):
