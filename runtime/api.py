@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runtime.clock import utcnow
+from runtime.clock import to_db, utcnow
 from runtime.config import Config, load_config
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, ParamsError
+from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 from runtime.registry import TaskEntry, load_tasks, lookup
 from runtime.state import TaskStatus
 from runtime.store import Store
@@ -65,34 +67,76 @@ def context() -> Context:
     return found
 
 
+def due_time(now: datetime, delay: float | None, run_at: datetime | None) -> datetime | None:
+    """When a task dispatched at `now` may start: `run_at` (a naive one read as UTC), or
+    `delay` seconds after `now`; None for at once (no delay, 0, or a `run_at` not after
+    `now`). `ParamsError` in one line for both given, a delay that is not a number of
+    seconds from 0 to ten years, or a `run_at` that is not a datetime."""
+    if delay is not None and run_at is not None:
+        raise ParamsError("give delay or run_at, not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise ParamsError(f"run_at must be a datetime, not {type(run_at).__name__}")
+        due = run_at.replace(tzinfo=UTC) if run_at.tzinfo is None else run_at.astimezone(UTC)
+        return due if due > now else None
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise ParamsError(f"delay must be a number of seconds, not {type(delay).__name__}")
+    if not 0 <= delay <= MAX_DURATION_SECONDS:  # also refuses nan
+        small = isinstance(delay, float) or delay.bit_length() < 64
+        shown = repr(delay) if small else "a larger integer"
+        raise ParamsError(f"delay must be from 0 to {MAX_DURATION_TEXT}, not {shown}")
+    return now + timedelta(seconds=delay) if delay > 0 else None
+
+
 class Task:
     """The runtime's API: `Task.dispatch`, `Task.dispatch_many`, `Task.status`,
     `Task.redispatch`, `Task.run`."""
 
     @staticmethod
-    def dispatch(service: str, task: str, params: Mapping[str, Any] | None = None) -> int:
+    def dispatch(
+        service: str,
+        task: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+    ) -> int:
         """Queue a task and return its id; a worker is started if the queue's limits allow.
 
-        Raises `UnknownTaskError`, `ParamsError` (naming each bad field), `ConfigError` if
-        the task's queue is not in the config, `BackendError` if the database fails.
+        With `delay` (seconds) or `run_at` (a datetime; naive means UTC) no worker starts
+        it before then; without either, the task's own `@task(delay=...)` applies.
+
+        Raises `UnknownTaskError`, `ParamsError` (naming each bad field, or a bad `delay` or
+        `run_at`), `ConfigError` if the task's queue is not in the config, `BackendError` if
+        the database fails.
         """
-        return Task.dispatch_many(service, task, [params])[0]
+        return Task.dispatch_many(service, task, [params], delay=delay, run_at=run_at)[0]
 
     @staticmethod
     def dispatch_many(
-        service: str, task: str, params: Iterable[Mapping[str, Any] | None]
+        service: str,
+        task: str,
+        params: Iterable[Mapping[str, Any] | None],
+        *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
     ) -> list[int]:
         """Queue one task per params mapping, all in one transaction; their ids, in order.
 
         Every mapping is validated before anything is inserted, so a `ParamsError` (its
-        message says which item) leaves no row behind. Raises like `dispatch`.
+        message says which item) leaves no row behind. `delay` and `run_at` apply to every
+        task of the batch. Raises like `dispatch`.
         """
-        from runtime.errors import ParamsError, StorageError
+        from runtime.errors import StorageError
         from runtime.spawn import ensure_worker
         from runtime.validation import validate
 
         ctx = context()
         entry = lookup(ctx.tasks, service, task)
+        now = utcnow()
+        due = due_time(now, entry.delay if delay is None and run_at is None else delay, run_at)
         batch = list(params)
         values = []
         for index, item in enumerate(batch):
@@ -113,9 +157,11 @@ class Task:
             queue=entry.queue,
             params=values,
             timeout=entry.timeout,
-            now=utcnow(),
+            now=now,
+            run_at=due,
         )
-        if ids:
+        stored_due = to_db(due)
+        if ids and (stored_due is None or stored_due <= ctx.store.work_horizon()):
             try:
                 ensure_worker(ctx.config, ctx.store, entry.queue)
             except (OSError, StorageError) as exc:

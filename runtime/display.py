@@ -60,3 +60,12 @@ def moment(value: datetime | None) -> str:
 def percent(value: float | None) -> str:
     """`12.5%`; `-` for None."""
     return "-" if value is None else f"{value:.1f}%"
+
+
+def attempts(count: int, retries: int | None) -> str | None:
+    """A task's attempts as the views show them: `2 of 4` for a task with retries, `2`
+    for one that ran more than once without (its retries unknown, or since removed); None
+    for one that has nothing to show (no retries, at most one attempt)."""
+    if retries:
+        return f"{count} of {retries + 1}"
+    return str(count) if count > 1 else None

@@ -36,6 +36,7 @@ from runtime.instance import TaskInstance
 from runtime.maintenance import task_folder
 from runtime.processes import start_time
 from runtime.registry import TaskEntry, bind
+from runtime.retries import Verdict, decide, moment
 from runtime.state import Status, TaskStatus
 from runtime.storage import task_directory
 from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
@@ -60,7 +61,9 @@ class RowSink:
     later still has its folder cleaned.
     """
 
-    def __init__(self, store: Store, config: Config, task_id: int, pid: int) -> None:
+    def __init__(
+        self, store: Store, config: Config, task_id: int, pid: int, stored_log: str = ""
+    ) -> None:
         self.store = store
         self.config = config
         self.task_id = task_id
@@ -68,6 +71,7 @@ class RowSink:
         self.status: dict[str, Any] = {}
         self.temp_ttl: int | None = None
         self._log = BoundedLog(config.max_log_bytes)
+        self._log.seed(stored_log)
         self._status_sizes: dict[str, int] = {}
         self._status_dirty = False
         self._lock = threading.Lock()
@@ -233,20 +237,29 @@ class Executor:
 
     def idle(self) -> TaskStatus | None:
         """Wait up to `worker_idle_seconds` for a task of the queue; None once the slot is
-        given up (its registration deleted, so a dispatch after that starts a worker)."""
-        deadline = time.monotonic() + self.config.worker_idle_seconds
+        given up (its registration deleted, so a dispatch after that starts a worker).
+
+        A delayed or retrying task of the queue that falls due within `worker_idle_seconds`
+        keeps the worker waiting for it, past that time if need be, and each wait ends
+        when the earliest one falls due, so it starts within milliseconds of its time."""
+        linger = self.config.worker_idle_seconds
+        deadline = time.monotonic() + linger
         next_check = 0.0
         channels = [queue_channel(name) for name in self.config.queues]
         with self.store.read() as conn:
             for channel in channels:
                 self.store.wait_for_change(conn, channel, 0)
             while not (self.stopping or self._orphaned()):
-                if self.store.has_claimable(self.queue):
-                    task = self.store.claim(self.claimer, utcnow())
+                clock = utcnow()
+                due = self.store.next_due(self.queue, clock)
+                if due is not None and due <= clock:
+                    task = self.store.claim(self.claimer, clock)
                     if task is not None:
                         return task
+                until_due = None if due is None else (due - clock).total_seconds()
                 now = time.monotonic()
-                if now >= deadline:
+                waiting_for_due = until_due is not None and 0 < until_due <= linger
+                if now >= deadline and not waiting_for_due:
                     break
                 if now >= next_check:
                     next_check = now + GIVE_WAY_CHECK_S
@@ -257,7 +270,9 @@ class Executor:
                             extra=self.context,
                         )
                         break
-                wait = min(deadline - now, IDLE_WAIT_S)
+                wait = IDLE_WAIT_S if waiting_for_due else min(IDLE_WAIT_S, deadline - now)
+                if until_due is not None and until_due > 0:
+                    wait = min(wait, until_due)
                 self.store.wait_for_change(conn, channels[0], wait)
         self.store.deregister(self.worker_id)
         return None
@@ -280,8 +295,9 @@ class Executor:
 
         The caller reports the task's end to the supervisor."""
         began = time.monotonic()
-        sink = RowSink(self.store, self.config, task.id, self.pid)
+        sink = RowSink(self.store, self.config, task.id, self.pid, task.log)
         status = Status.COMPLETED
+        retry_at = None
         try:
             value = self.call(task, sink)
             try:
@@ -304,15 +320,21 @@ class Executor:
             sink.log(log_line(f"Task failed: {kind}: {exc}", utcnow()).rstrip("\n"))
             if not isinstance(exc, UnknownTaskError | ParamsError):
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
+                verdict = self.verdict(task, exc)
+                if verdict.note is not None:
+                    sink.log(log_line(verdict.note, utcnow()).rstrip("\n"))
+                retry_at = verdict.retry_at
         lines, replace, status_data = sink.close()
         ttl = sink.temp_ttl if sink.temp_ttl is not None else self.config.temp_directory_default_ttl
-        outcome = Outcome(status, result, lines, status_data, ttl, replace)
+        outcome = Outcome(status, result, lines, status_data, ttl, replace, retry_at)
         take_next = not (self.stopping or self._orphaned())
         recorded, following = self.store.finish(
             task.id, self.pid, outcome, utcnow(), self.claimer if take_next else None
         )
         took = time.monotonic() - began
-        how = status.value if recorded else f"{status.value}, but the row was no longer ours"
+        how = status.value if retry_at is None else f"failed, to be retried at {moment(retry_at)}"
+        if not recorded:
+            how += ", but the row was no longer ours"
         log.info(
             "task %s %s.%s: %s in %.2f s",
             task.id,
@@ -323,6 +345,16 @@ class Executor:
             extra={"task_id": task.id, **self.context},
         )
         return following
+
+    def verdict(self, task: TaskStatus, exc: BaseException) -> Verdict:
+        """Whether the attempt that raised `exc` is retried (`runtime.retries`)."""
+        try:
+            entry = self.registry().get((task.service_name, task.task_name))
+        except Exception:
+            entry = None
+        if entry is None:
+            return Verdict(None, None)
+        return decide(entry, task.attempts, type(exc), utcnow())
 
     def unstorable(self, result: str) -> str | None:
         """Why a task's JSON result cannot be stored, or None: over `max_result_bytes`, or

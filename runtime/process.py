@@ -49,7 +49,7 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
     delete_expired_temp_directories(config, store, now)
     run_scheduler(store, config, now)
 
-    pending = store.pending_counts(queue)
+    pending = store.pending_counts(queue, now)
     for name in sorted(set(pending) - set(config.queues)):
         log.warning(
             "%s pending task(s) on queue '%s', which is not defined in %s",

@@ -8,6 +8,7 @@ the database.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ class TaskEntry:
     description: str
     params: type[BaseModel]
     cron: str | None = None
+    retries: int = 0
+    retry_backoff: float = 10.0
+    retry_on: tuple[str, ...] = ()
+    delay: float = 0.0
 
     def load(self) -> Callable[..., Any]:
         """Import the task's module (named by the generated table) and return the function."""
@@ -88,6 +93,22 @@ def load_tasks(config: Config) -> Mapping[tuple[str, str], TaskEntry]:
 def load_schedules(config: Config) -> tuple[ScheduleEntry, ...]:
     """The generated schedule table of the app (light: no pydantic)."""
     return tuple(_package(config, "schedule").SCHEDULES)
+
+
+def load_retries(config: Config) -> dict[tuple[str, str], int]:
+    """Each task's `retries` as the generated `manifest.json` records them, for the views
+    (reading JSON imports neither pydantic nor the app); empty when it cannot be read, and
+    without the tasks it gives no `retries` for (a manifest built before retries)."""
+    try:
+        data = json.loads((config.output / "manifest.json").read_text(encoding="utf-8"))
+        return {
+            (str(service["name"]), str(task["name"])): int(task["retries"])
+            for service in data["services"]
+            for task in service["tasks"]
+            if "retries" in task
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def lookup(tasks: Mapping[tuple[str, str], TaskEntry], service: str, task: str) -> TaskEntry:

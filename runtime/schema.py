@@ -67,6 +67,7 @@ from sqlalchemy import (
     and_,
     cast,
     literal_column,
+    or_,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import BindParameter
@@ -266,12 +267,22 @@ def status_is(status: Status) -> ColumnElement[bool]:
     return tasks.c.status == literal_column(f"'{status.value}'")
 
 
-def claimable(queue: str | ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+def claimable(
+    queue: str | ColumnElement[Any] | None = None, due_by: Any = None
+) -> ColumnElement[bool]:
     """The condition of a task a worker may take: pending, not a schedule's upcoming row
-    (of `queue`, a name or a bound parameter, when given)."""
+    (of `queue`, a name or a bound parameter, when given), and with `due_by` (a naive UTC
+    datetime or a bound parameter) due by then: no `next_run_at`, or one not after it.
+
+    The due test is a filter on the rows the claim index yields, not part of the index's
+    predicate, so the claim still walks that index in id order (FIFO among due tasks)."""
     condition = and_(status_is(Status.PENDING), tasks.c.schedule_key.is_(None))
     if queue is not None:
         condition = and_(tasks.c.queue_name == queue, condition)
+    if due_by is not None:
+        condition = and_(
+            condition, or_(tasks.c.next_run_at.is_(None), tasks.c.next_run_at <= due_by)
+        )
     return condition
 
 

@@ -14,7 +14,9 @@ from typing import Any, TextIO
 
 from runtime.cli import Parser, fail, run_command
 from runtime.config import load_config
+from runtime.display import attempts
 from runtime.limits import is_task_id
+from runtime.registry import load_retries
 from runtime.state import Status, TaskStatus
 from runtime.store import Store, task_channel
 from runtime.tasklog import LogReader
@@ -24,8 +26,9 @@ PROG = "python -m runtime.status"
 BAR_WIDTH = 30
 
 
-def render(status: TaskStatus) -> str:
-    """A human-readable report of a task; control characters in it are shown escaped."""
+def render(status: TaskStatus, retries: int | None = None) -> str:
+    """A human-readable report of a task; control characters in it are shown escaped.
+    `retries` is the task's `@task(retries=...)`, when known (for `attempts  2 of 4`)."""
 
     def when(moment: datetime | None) -> str:
         return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
@@ -35,6 +38,11 @@ def render(status: TaskStatus) -> str:
         f"(queue {status.queue_name}, {status.execution_mode})",
         f"  status     {status.status.value}",
     ]
+    tried = attempts(status.attempts, retries)
+    if tried is not None:
+        lines.append(f"  attempts   {tried}")
+    if status.status == Status.PENDING and status.next_run_at is not None:
+        lines.append(f"  next run   {when(status.next_run_at)}")
     if "progress" in status.status_data:
         lines.append(f"  progress   {status.get('progress')}")
     lines += [
@@ -138,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, f"no task with id {args.task_id}")
 
     def body() -> int:
-        store = Store(load_config(args.config))
+        config = load_config(args.config)
+        store = Store(config)
         if args.follow:
             status = Follower(store, args.task_id, sys.stdout).follow()
             if args.json:
@@ -150,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(status.to_dict(), ensure_ascii=False, indent=2))
         else:
-            print(render(status))
+            retries = load_retries(config).get((status.service_name, status.task_name))
+            print(render(status, retries))
         return 0
 
     return run_command(PROG, body)

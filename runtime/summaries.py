@@ -46,6 +46,8 @@ class TaskSummary:
     started_at: datetime | None
     completed_at: datetime | None
     progress: Any = None
+    attempts: int = 0
+    next_run_at: datetime | None = None
 
     def took(self, now: datetime) -> timedelta | None:
         """How long it ran: to its end, or until `now` while running; None if never started."""
@@ -68,6 +70,8 @@ class TaskSummary:
             "completed_at": iso(self.completed_at),
             "took_seconds": None if took is None else round(took.total_seconds(), 3),
             "progress": self.progress if self.status == Status.RUNNING else None,
+            "attempts": self.attempts,
+            "next_run_at": iso(self.next_run_at),
         }
 
 

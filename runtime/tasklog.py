@@ -137,6 +137,14 @@ class BoundedLog:
         elif not self.rewrite:
             self.pending.append(entry)
 
+    def seed(self, stored: str) -> None:
+        """Count the log the row already holds (earlier attempts of a retried task) as
+        written, so that the row stays within the limit over every attempt: its lines are
+        kept as if added, and nothing is written unless they must be truncated."""
+        for line in stored.splitlines(keepends=True):
+            self.add(line if line.endswith("\n") else line + "\n")
+        self.pending.clear()
+
     def take(self, final: bool = False) -> tuple[str, bool] | None:
         """What to write now: `(text, False)` to append, `(log, True)` to replace the row's
         log; None when nothing is due. A rewrite waits for `REWRITE_INTERVAL_S` unless

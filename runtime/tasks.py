@@ -3,23 +3,25 @@
 Filters: `--status` (repeatable), `--queue`, `--service`, `--task`, `--since 1h` (created
 within), `--limit N` (default 50). Prints a table of id, service.task, queue, status,
 creation time (UTC), how long it ran (so far, while running) and the progress of running
-tasks; `--json` prints one JSON object per task and line instead. The rows come from
-`Store.list_tasks`, the query the dashboard's task list uses.
+tasks; the status of a task with retries, or one that ran more than once, is followed by
+its attempts (`pending (1 of 3)`). `--json` prints one JSON object per task and line
+instead. The rows come from `Store.list_tasks`, the query the dashboard's task list uses.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime import arguments
 from runtime.cli import run_command
 from runtime.clock import utcnow
 from runtime.config import load_config
-from runtime.display import duration, moment, table
+from runtime.display import attempts, duration, moment, table
 from runtime.filters import DEFAULT_LIMIT, TaskFilter
+from runtime.registry import load_retries
 from runtime.state import Status
 from runtime.store import Store
 from runtime.summaries import TaskSummary
@@ -37,13 +39,20 @@ def progress_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def row(task: TaskSummary, now: Any) -> list[str]:
+def status_text(task: TaskSummary, retries: Mapping[tuple[str, str], int]) -> str:
+    """The status cell: the status, and the attempts of a task that has retries or ran
+    more than once (`pending (1 of 3)`)."""
+    tried = attempts(task.attempts, retries.get((task.service_name, task.task_name)))
+    return task.status.value if tried is None else f"{task.status.value} ({tried})"
+
+
+def row(task: TaskSummary, now: Any, retries: Mapping[tuple[str, str], int]) -> list[str]:
     """One line of the table."""
     return [
         str(task.id),
         f"{task.service_name}.{task.task_name}",
         task.queue_name,
-        task.status.value,
+        status_text(task, retries),
         moment(task.created_at),
         duration(task.took(now)),
         progress_text(task.progress) if task.status == Status.RUNNING else "",
@@ -82,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
-        store = Store(load_config(args.config))
+        config = load_config(args.config)
+        store = Store(config)
         now = utcnow()
         selection = TaskFilter(
             statuses=tuple(dict.fromkeys(args.status)),
@@ -100,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for task in found:
                 print(json.dumps(task.to_dict(now), ensure_ascii=False))
         else:
-            print(table(HEADER, [row(task, now) for task in found], empty="(no tasks)"))
+            retries = load_retries(config)
+            rows = [row(task, now, retries) for task in found]
+            print(table(HEADER, rows, empty="(no tasks)"))
         return 0
 
     return run_command(PROG, body)

@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime import pipe
-from runtime.clock import utcnow
+from runtime.clock import log_line, utcnow
 from runtime.config import Config
 from runtime.processes import start_time
 from runtime.registry import TaskEntry
+from runtime.retries import Verdict, decide, moment
 from runtime.store import Limits, Store
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -259,14 +260,36 @@ class Supervisor:
         running, child = self.running, self.child
         _kill_group(child)
         self._reap(expected=True)
-        reason = (
-            f"Task exceeded its timeout of {running.timeout} s and was killed; marked stuck"
-        )
-        self.store.mark_stuck(running.task_id, child, reason, utcnow())
+        killed = f"Task exceeded its timeout of {running.timeout} s and was killed"
+        verdict = self._timeout_verdict(running.task_id)
+        if verdict.retry_at is not None and verdict.note is not None:
+            line = log_line(f"{killed}; {verdict.note}", utcnow())
+            self.store.requeue(running.task_id, child, line, verdict.retry_at, utcnow())
+            self.say(
+                f"task {running.task_id}: exceeded its timeout of {running.timeout} s; "
+                f"to be retried at {moment(verdict.retry_at)}",
+                task_id=running.task_id,
+            )
+            return
+        note = "" if verdict.note is None else f"; {verdict.note}"
+        self.store.mark_stuck(running.task_id, child, f"{killed}{note}; marked stuck", utcnow())
         self.say(
             f"task {running.task_id}: exceeded its timeout of {running.timeout} s; marked stuck",
             task_id=running.task_id,
         )
+
+    def _timeout_verdict(self, task_id: int) -> Verdict:
+        """Whether a timed-out attempt is retried: as one that raised `TimeoutError`
+        (`runtime.retries`). No application module is imported here."""
+        try:
+            task = self.store.get(task_id)
+            entry = self.tasks().get((task.service_name, task.task_name))
+            if entry is None:
+                return Verdict(None, None)
+            return decide(entry, task.attempts, TimeoutError, utcnow(), importing=False)
+        except Exception as exc:
+            self.say(f"task {task_id}: cannot tell whether to retry it: {exc}", task_id=task_id)
+            return Verdict(None, None)
 
     def _reap(self, expected: bool = False) -> None:
         """Collect the exited executor; a task it left running is marked stuck."""

@@ -32,10 +32,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from runtime.schema import claimable, status_is, tasks
+from runtime.schema import Timestamp, claimable, status_is, tasks
 from runtime.state import Status
 
 T = TypeVar("T")
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
+"""A SELECT of any columns."""
 Compile = Callable[[Hashable, Callable[[], Any]], Any]
 """Gives the `runtime.store.fast.Prepared` form of the statement a builder makes, by key."""
 
@@ -93,18 +95,27 @@ class Backend:
         with engine.connect() as conn:
             yield conn
 
-    def claimable(self, queue: str) -> Select[Any]:
-        """The oldest pending, non-upcoming task of `queue` (FIFO by id)."""
-        return select(tasks).where(claimable(queue)).order_by(tasks.c.id).limit(1)
+    def claimable(self, queue: str, due_by: Any = None) -> Select[Any]:
+        """The oldest pending, non-upcoming task of `queue` (FIFO by id), due by `due_by`
+        when given."""
+        return select(tasks).where(claimable(queue, due_by)).order_by(tasks.c.id).limit(1)
 
     def _oldest(self) -> Select[Any]:
-        """The id of the oldest claimable task of the queue bound as `claim_queue`."""
-        return (
-            select(tasks.c.id)
-            .where(claimable(bindparam("claim_queue", type_=String)))
-            .order_by(tasks.c.id)
-            .limit(1)
-        )
+        """The id of the oldest task of the queue bound as `claim_queue` that is claimable
+        and due at the time bound as `claim_now`."""
+        return self.first_claimable(bindparam("claim_queue", type_=String), claim_now())
+
+    def first_claimable(self, queue: Any, due_by: Any, limit: int = 1) -> Select[Any]:
+        """The ids of the queue's oldest claimable tasks due by `due_by`, at most `limit`,
+        read as the claim reads them: the claim index in id order (without the order,
+        PostgreSQL scanned the whole table for a LIMIT 1 it expected to meet early)."""
+        statement = select(tasks.c.id).where(claimable(queue, due_by))
+        return self.on_claim_index(statement.order_by(tasks.c.id).limit(limit))
+
+    def on_claim_index(self, statement: Q) -> Q:
+        """`statement`, a read of `_tasks` rows of one queue, made to read them through the
+        claim index where the planner must be told (MySQL)."""
+        return statement
 
     @cached_property
     def row_notify(self) -> ColumnElement[Any] | None:
@@ -130,11 +141,12 @@ class Backend:
 
     @cached_property
     def claim_statement(self) -> Any:
-        """`UPDATE ... WHERE id = (oldest claimable) RETURNING *`, values bound as `v_<column>`."""
+        """`UPDATE ... WHERE id = (oldest claimable) RETURNING *`, values bound as `v_<column>`
+        (and the attempt counted: `attempts = attempts + 1`)."""
         statement = (
             update(tasks)
             .where(tasks.c.id == self._oldest().scalar_subquery(), status_is(Status.PENDING))
-            .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
+            .values(claim_values())
             .returning(*tasks.c)
         )
         notify = self.row_notify
@@ -175,7 +187,11 @@ class Backend:
         single writer) and PostgreSQL (`FOR UPDATE SKIP LOCKED` in `claimable`) make safe.
         """
         statement = compile("claim", lambda: self.claim_statement)
-        params = {"claim_queue": queue, **{f"v_{k}": v for k, v in values.items()}}
+        params = {
+            "claim_queue": queue,
+            "claim_now": values["started_at"],
+            **{f"v_{k}": v for k, v in values.items()},
+        }
         row: Mapping[str, Any] | None = statement.first(statement.execute(cursor, params))
         return row
 
@@ -212,7 +228,22 @@ CLAIM_COLUMNS = (
     "started_at",
     "updated_at",
 )
-"""The columns a claim sets (`TaskStore.claim` gives their values)."""
+"""The columns a claim sets (`TaskStore.claim` gives their values); it also counts the
+attempt (`claim_values`)."""
+
+
+def claim_now() -> Any:
+    """The claim's time, bound as `claim_now` (the claim's `started_at`): a task whose
+    `next_run_at` is later is not due yet."""
+    return bindparam("claim_now", type_=Timestamp())
+
+
+def claim_values() -> dict[str, Any]:
+    """What a claim's UPDATE sets: each of `CLAIM_COLUMNS` bound as `v_<column>`, and
+    `attempts = attempts + 1` (a retried task keeps its row and its count)."""
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS}
+    values["attempts"] = tasks.c.attempts + 1
+    return values
 
 DISPATCH_COLUMNS = (
     "server_id",
@@ -224,10 +255,12 @@ DISPATCH_COLUMNS = (
     "params",
     "timeout_seconds",
     "has_temp_directory",
+    "next_run_at",
     "created_at",
     "updated_at",
 )
-"""The columns a dispatch sets; the others keep their defaults (NULL)."""
+"""The columns a dispatch sets (`next_run_at` NULL unless delayed); the others keep their
+defaults (NULL, `attempts` 0)."""
 
 
 def backend_for(url: str) -> Backend:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, String, bindparam, select, text, upda
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from runtime.backends import CLAIM_COLUMNS, Backend, Compile, Failure
+from runtime.backends import Backend, Compile, Failure, Q, claim_now, claim_values
 from runtime.errors import BackendError
 from runtime.schema import claimable, tasks, use_dialect
 
@@ -122,12 +122,17 @@ class MySQLBackend(Backend):
 
     @cached_property
     def _claim_select(self) -> Any:
-        """The oldest claimable row of the queue bound as `claim_queue`, locked."""
-        oldest = select(tasks).where(claimable(bindparam("claim_queue", type_=String)))
-        # Left to itself MySQL walks the primary key in id order past every ended row
-        # (2 s per claim with 1,000,000 of them); the claim index gives the same order.
-        oldest = oldest.with_hint(tasks, "FORCE INDEX (ix__tasks_claim)", "*")
+        """The oldest claimable row of the queue bound as `claim_queue` that is due at
+        `claim_now`, locked."""
+        queue = bindparam("claim_queue", type_=String)
+        oldest = self.on_claim_index(select(tasks).where(claimable(queue, claim_now())))
         return oldest.order_by(tasks.c.id).limit(1).with_for_update()
+
+    def on_claim_index(self, statement: Q) -> Q:
+        # Left to itself MySQL walks the primary key in id order past every ended row
+        # (2 s per claim with 1,000,000 of them), or intersects two indexes (40 ms with
+        # 100,000); the claim index gives the same order.
+        return statement.with_hint(tasks, "FORCE INDEX (ix__tasks_claim)", "*")
 
     @cached_property
     def _claim_update(self) -> Any:
@@ -135,19 +140,20 @@ class MySQLBackend(Backend):
         return (
             update(tasks)
             .where(tasks.c.id == bindparam("claim_id"))
-            .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
+            .values(claim_values())
         )
 
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
         select_oldest = compile("claim_select", lambda: self._claim_select)
-        row = select_oldest.first(select_oldest.execute(cursor, {"claim_queue": queue}))
+        found = {"claim_queue": queue, "claim_now": values["started_at"]}
+        row = select_oldest.first(select_oldest.execute(cursor, found))
         if row is None:
             return None
         params = {"claim_id": row["id"], **{f"v_{k}": v for k, v in values.items()}}
         compile("claim_update", lambda: self._claim_update).execute(cursor, params)
-        return {**row, **values}
+        return {**row, **values, "attempts": row["attempts"] + 1}
 
     failures = _FAILURES
 

@@ -123,8 +123,8 @@ class PostgreSQLBackend(Backend):
                 conn.execute(select(func.pg_advisory_xact_lock(lock_key(lock))))
             yield conn
 
-    def claimable(self, queue: str) -> Select[Any]:
-        return super().claimable(queue).with_for_update(skip_locked=True)
+    def claimable(self, queue: str, due_by: Any = None) -> Select[Any]:
+        return super().claimable(queue, due_by).with_for_update(skip_locked=True)
 
     def _oldest(self) -> Select[Any]:
         return super()._oldest().with_for_update(skip_locked=True)

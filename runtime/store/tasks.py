@@ -7,7 +7,14 @@ finished). None of them takes a named lock: the row's own lock orders writers, a
 claim is made safe by the backend (`Backend.claim`).
 
 The hot path costs one transaction per dispatch and one per task run: a worker finishes
-its task and claims the next in the same transaction (`finish(..., claim_next=...)`).
+its task and claims the next in the same transaction (`finish(..., claim_next=...)`); a
+failed attempt that is to be retried goes back to pending in that same statement.
+
+A task is *due* when it has no `next_run_at` (a delayed dispatch or a retry sets one) or
+that time has come; a claim takes only due tasks. The reads that decide whether a queue
+has work for a worker (`pending_counts`, `claimable_count`, `has_claimable`) count a task
+due within `worker_idle_seconds` as work, since a worker waits that long for its queue's
+next task anyway (`Executor.idle`): a worker started for it runs it when it falls due.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
-from runtime.clock import log_line, to_db
+from runtime.clock import from_db, log_line, to_db, utcnow
 from runtime.processes import is_alive, kill_orphaned_group
 from runtime.schema import Timestamp, claimable, status_is, tasks, workers
 from runtime.state import ExecutionMode, Status, TaskStatus
@@ -75,6 +82,9 @@ class Outcome:
     temp_ttl: int = 0
     replace_log: bool = False
     """Whether `lines` is the whole log, to write in place of the row's (a truncated log)."""
+    retry_at: datetime | None = None
+    """When set, the attempt failed and is to be retried: the task goes back to `pending`
+    with this `next_run_at` instead of ending with `status`."""
 
 
 @dataclass(frozen=True)
@@ -105,12 +115,22 @@ class TaskStore(StoreBase):
             raise TaskNotFoundError(f"no task with id {task_id}")
         return TaskStatus.from_row(row)
 
+    def work_horizon(self, now: datetime | None = None) -> datetime:
+        """The latest `next_run_at` that counts as work for a worker at `now` (default: the
+        current time): `worker_idle_seconds` later, naive UTC as stored."""
+        moment = to_db((now or utcnow()) + timedelta(seconds=self.config.worker_idle_seconds))
+        assert moment is not None
+        return moment
+
     @guarded
-    def pending_counts(self, queue: str | None = None) -> dict[str, tuple[int, int]]:
-        """Claimable pending tasks by queue: `{queue: (count, oldest id)}`."""
+    def pending_counts(
+        self, queue: str | None = None, now: datetime | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """Pending tasks that are work for a worker (see `work_horizon`) by queue:
+        `{queue: (count, oldest id)}`."""
         query = (
             select(tasks.c.queue_name, func.count(), func.min(tasks.c.id))
-            .where(claimable(queue))
+            .where(claimable(queue, self.work_horizon(now)))
             .group_by(tasks.c.queue_name)
         )
         with self.read() as conn:
@@ -118,21 +138,46 @@ class TaskStore(StoreBase):
         return {name: (int(count), int(oldest)) for name, count, oldest in rows}
 
     @guarded
-    def claimable_count(self, queue: str, limit: int) -> int:
-        """How many tasks of the queue a worker could take now, counting at most `limit`."""
-        first = select(tasks.c.id).where(claimable(queue)).limit(limit).subquery()
+    def claimable_count(self, queue: str, limit: int, now: datetime | None = None) -> int:
+        """How many tasks of the queue are work for a worker (see `work_horizon`),
+        counting at most `limit`."""
+        first = self.backend.first_claimable(queue, self.work_horizon(now), limit).subquery()
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(first)).scalar_one())
 
     @guarded
-    def has_claimable(self, queue: str) -> bool:
-        """Whether the queue has a task a worker could take now (one index probe)."""
+    def has_claimable(self, queue: str, now: datetime | None = None) -> bool:
+        """Whether the queue has work for a worker (see `work_horizon`): one index probe
+        when it has a due task."""
         statement = self.backend.prepared(
             "has_claimable",
-            lambda: select(tasks.c.id).where(claimable(bindparam("b_queue"))).limit(1),
+            lambda: self.backend.first_claimable(
+                bindparam("b_queue"), bindparam("b_due", type_=Timestamp())
+            ),
+        )
+        params = {"b_queue": queue, "b_due": self.work_horizon(now)}
+        with self.read() as conn:
+            return conn.execute(statement, params).first() is not None
+
+    @guarded
+    def next_due(self, queue: str, now: datetime) -> datetime | None:
+        """When the queue's next task falls due: `now` when one is due already, the
+        earliest `next_run_at` of its delayed or retrying tasks otherwise; None when it has
+        no pending task (upcoming scheduled runs aside). An idle worker waits until then.
+
+        One statement, which reads every claimable row of the queue: when a worker is idle
+        those are the tasks not yet due."""
+        statement = self.backend.prepared(
+            "next_due",
+            lambda: self.backend.on_claim_index(
+                select(
+                    func.min(tasks.c.next_run_at), func.count() - func.count(tasks.c.next_run_at)
+                ).where(claimable(bindparam("b_queue")))
+            ),
         )
         with self.read() as conn:
-            return conn.execute(statement, {"b_queue": queue}).first() is not None
+            earliest, undelayed = conn.execute(statement, {"b_queue": queue}).one()
+        return now if undelayed else from_db(earliest)
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -144,6 +189,7 @@ class TaskStore(StoreBase):
         params: Mapping[str, Any],
         timeout: int,
         moment: datetime | None,
+        run_at: datetime | None = None,
     ) -> dict[str, Any]:
         return {
             "server_id": self.server_id,
@@ -155,6 +201,7 @@ class TaskStore(StoreBase):
             "params": dumps(dict(params)),
             "timeout_seconds": timeout,
             "has_temp_directory": False,
+            "next_run_at": run_at,
             "created_at": moment,
             "updated_at": moment,
         }
@@ -184,13 +231,13 @@ class TaskStore(StoreBase):
         params: Sequence[Mapping[str, Any]],
         timeout: int,
         now: datetime,
+        run_at: datetime | None = None,
     ) -> list[int]:
-        """Insert pending tasks in one transaction; their ids, in the order given."""
+        """Insert pending tasks in one transaction; their ids, in the order given. With
+        `run_at` (an aware datetime) no worker takes them before then (`next_run_at`)."""
         moment = to_db(now)
-        rows = [
-            self._new_row(service, task, queue, p, timeout, moment)
-            for p in params
-        ]
+        due = to_db(run_at)
+        rows = [self._new_row(service, task, queue, p, timeout, moment, due) for p in params]
         if not rows:
             return []
         if len(rows) == 1:
@@ -284,7 +331,8 @@ class TaskStore(StoreBase):
         now: datetime,
         claim_next: Claimer | None = None,
     ) -> tuple[bool, TaskStatus | None]:
-        """End a running task as completed or failed, and claim the next task in the same
+        """End a running task as completed or failed, or with `outcome.retry_at` put it
+        back to pending for its next attempt, and claim the next task in the same
         transaction when `claim_next` is given.
 
         Returns whether the end was recorded (False: the row was no longer ours, e.g.
@@ -295,40 +343,25 @@ class TaskStore(StoreBase):
         leading, lines = _log_pieces(outcome.lines)
         replace = outcome.replace_log and not leading
         has_lines, has_status = bool(lines), outcome.status_data is not None
+        retry = outcome.retry_at is not None
+        key = ("retry" if retry else "finish", has_lines, has_status, replace)
         statement = self._running_update(
-            ("finish", has_lines, has_status, replace),
+            key,
             lambda: self._appended(
-                {
-                    "status": bindparam("v_status"),
-                    "result": bindparam("v_result"),
-                    "completed_at": bindparam("v_moment", type_=Timestamp()),
-                    "updated_at": bindparam("v_moment", type_=Timestamp()),
-                    "temp_expires_at": case(
-                        (
-                            tasks.c.has_temp_directory.is_(True),
-                            bindparam("v_expires", type_=Timestamp()),
-                        ),
-                        else_=None,
-                    ),
-                },
-                lines,
-                has_status,
-                replace,
+                _requeued() if retry else _ended(), lines, has_status, replace
             ),
         )
-        params: dict[str, Any] = {
-            "b_id": task_id,
-            "b_pid": pid,
-            "v_status": outcome.status.value,
-            "v_result": outcome.result,
-            "v_moment": moment,
-            "v_expires": moment + timedelta(seconds=outcome.temp_ttl),
-        }
+        params: dict[str, Any] = {"b_id": task_id, "b_pid": pid, "v_moment": moment}
+        if retry:
+            params["v_next_run"] = to_db(outcome.retry_at)
+        else:
+            params["v_status"] = outcome.status.value
+            params["v_result"] = outcome.result
+            params["v_expires"] = moment + timedelta(seconds=outcome.temp_ttl)
         if has_lines:
             params["v_lines"] = lines
         if has_status:
             params["v_status_data"] = dumps(dict(outcome.status_data or {}))
-        key = ("finish", has_lines, has_status, replace)
         with self.raw_write() as cursor:
             done = (
                 not leading or self._send_pieces(cursor, params, leading, outcome.replace_log, True)
@@ -420,8 +453,6 @@ class TaskStore(StoreBase):
         The time written is taken here, when the row is written, so that a task claimed
         after the caller looked at the clock never ends before it started.
         """
-        from runtime.clock import utcnow
-
         moment = to_db(max(now, utcnow()))
         assert moment is not None
         with self.write() as conn:
@@ -450,6 +481,26 @@ class TaskStore(StoreBase):
             if marked:
                 self.backend.notify(conn, task_channel(task_id))
             return marked
+
+    @guarded
+    def requeue(
+        self, task_id: int, pid: int, lines: str, retry_at: datetime, now: datetime
+    ) -> bool:
+        """Put a running task back to pending for another attempt at `retry_at`, appending
+        `lines` to its log (a timed-out attempt, whose executor was killed); False if it
+        had ended."""
+        statement = self._running_update(
+            ("requeue",), lambda: self._appended(_requeued(), "x", False)
+        )
+        params = {
+            "b_id": task_id,
+            "b_pid": pid,
+            "v_moment": to_db(max(now, utcnow())),
+            "v_next_run": to_db(retry_at),
+            "v_lines": lines,
+        }
+        with self.write() as conn:
+            return self._changed(conn, statement, params)
 
     def _running(self, task_id: int, pid: int | None) -> Any:
         """An UPDATE of the task only while it is running in process `pid`."""
@@ -589,6 +640,36 @@ class TaskStore(StoreBase):
             deleted.extend(batch)
             if len(batch) < DELETE_BATCH:
                 return deleted
+
+
+def _ended() -> dict[str, Any]:
+    """What a finish sets on a task that ended (completed or failed)."""
+    return {
+        "status": bindparam("v_status"),
+        "result": bindparam("v_result"),
+        "completed_at": bindparam("v_moment", type_=Timestamp()),
+        "updated_at": bindparam("v_moment", type_=Timestamp()),
+        "temp_expires_at": case(
+            (tasks.c.has_temp_directory.is_(True), bindparam("v_expires", type_=Timestamp())),
+            else_=None,
+        ),
+    }
+
+
+def _requeued() -> dict[str, Any]:
+    """What putting a failed attempt back to pending sets: no worker, no start, no result,
+    `next_run_at` bound as `v_next_run`. The row keeps its id, log, status data, attempts
+    and temp directory (which does not expire while the task is pending)."""
+    return {
+        "status": Status.PENDING.value,
+        "result": None,
+        "started_at": None,
+        "worker_pid": None,
+        "worker_id": None,
+        "worker_started": None,
+        "next_run_at": bindparam("v_next_run", type_=Timestamp()),
+        "updated_at": bindparam("v_moment", type_=Timestamp()),
+    }
 
 
 def _skipped(task_id: int, exc: Exception) -> None:

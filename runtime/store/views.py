@@ -61,6 +61,8 @@ _SUMMARY = (
     tasks.c.started_at,
     tasks.c.completed_at,
     tasks.c.status_data,
+    tasks.c.attempts,
+    tasks.c.next_run_at,
 )
 _ENDED = (Status.COMPLETED, Status.FAILED, Status.STUCK)
 
@@ -84,6 +86,8 @@ def _summary(row: Any) -> TaskSummary:
         started_at=from_db(row.started_at),
         completed_at=from_db(row.completed_at),
         progress=progress_of(row.status_data),
+        attempts=int(row.attempts or 0),
+        next_run_at=from_db(row.next_run_at),
     )
 
 

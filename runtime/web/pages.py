@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from runtime.clock import utcnow
+from runtime.display import attempts
 from runtime.filters import TaskFilter, parse_filter, parse_task_id
+from runtime.registry import load_retries
 from runtime.state import Status
 from runtime.web import failures
 from runtime.web.api import query_values
@@ -136,8 +138,11 @@ def task_page(request: Request) -> Response:
     took = None
     if status.started_at is not None:
         took = (status.completed_at or now) - status.started_at
+    retries = load_retries(dashboard.config).get((status.service_name, status.task_name))
     context = {
         "task": status,
+        "attempts": attempts(status.attempts, retries),
+        "max_attempts": retries + 1 if retries else "",
         "progress": progress_percent(status.get("progress")),
         "progress_value": status.get("progress"),
         "took": took,

@@ -81,7 +81,7 @@ def test_tasks_json_has_one_object_per_line(app: App, seeded: Seeded) -> None:
     assert failed["took_seconds"] == 2.0
     assert set(failed) == {
         "id", "service", "task", "queue", "status", "execution_mode", "created_at",
-        "started_at", "completed_at", "took_seconds", "progress",
+        "started_at", "completed_at", "took_seconds", "progress", "attempts", "next_run_at",
     }  # fmt: skip
 
 

@@ -53,6 +53,17 @@
     status.className = `badge ${data.status}`;
     text("started_at", when(data.started_at));
     text("completed_at", when(data.completed_at));
+    const attempts = document.getElementById("attempts");
+    const most = article.dataset.maxAttempts;
+    if (attempts && (most || data.attempts > 1)) {
+      attempts.textContent = most ? `${data.attempts} of ${most}` : `${data.attempts}`;
+      attempts.parentElement.hidden = false;
+    }
+    const next = document.getElementById("next_run_at");
+    if (next) {
+      next.textContent = when(data.next_run_at);
+      next.parentElement.hidden = !(data.next_run_at && data.status === "pending");
+    }
     if (data.finished) {
       article.dataset.finished = "true";
       text("result", data.result === null ? "—" : JSON.stringify(data.result, null, 2));
