@@ -181,3 +181,57 @@ def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
         time.sleep(seconds)
         os._exit(0)
     return {"child": pid, "supervisor": os.getppid()}
+
+
+class TransientError(ConnectionError):
+    """An error the app expects to pass: the retried tasks below raise it."""
+
+
+def _count_run(path: str) -> int:
+    """Append this run's time to `path`; how many runs the file now records."""
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(f"{time.time()}\n")
+    return len(Path(path).read_text(encoding="utf-8").splitlines())
+
+
+@task("Fail the first runs, then succeed")
+def flaky(task: TaskInstance, path: str, failures: int) -> int:
+    runs = _count_run(path)
+    task.log(f"run {runs}")
+    if runs <= failures:
+        raise TransientError(f"run {runs} failed")
+    return runs
+
+
+@task("Fail once, then succeed after a long backoff")
+def patient(task: TaskInstance, path: str) -> int:
+    runs = _count_run(path)
+    if runs == 1:
+        raise TransientError("the first run fails")
+    return runs
+
+
+@task("Fail on every run")
+def always_fails(task: TaskInstance, path: str) -> None:
+    runs = _count_run(path)
+    raise TransientError(f"run {runs} failed")
+
+
+@task("Fail with an error retry_on names, or one it does not")
+def picky(task: TaskInstance, path: str, error: Literal["transient", "value"]) -> None:
+    _count_run(path)
+    if error == "transient":
+        raise TransientError("a transient error")
+    raise ValueError("a bug, not worth retrying")
+
+
+@task("Overrun the timeout on every run", queue="slow", timeout=1)
+def hang_retried(task: TaskInstance, path: str) -> None:
+    _count_run(path)
+    time.sleep(60)
+
+
+@task("Wait for a gate file, with retries", queue="video")
+def gated_retried(task: TaskInstance, gate: str) -> None:
+    task.log("waiting for the gate")
+    wait_for_file(Path(gate), 60)
