@@ -107,7 +107,7 @@ class Task:
                 f"queue '{entry.queue}' of task {service}.{task} is not defined in "
                 f"{ctx.config.path.name} (queues: {', '.join(ctx.config.queues)})"
             )
-        ids = ctx.store.insert_tasks(
+        ids, live = ctx.store.dispatch(
             service=service,
             task=task,
             queue=entry.queue,
@@ -117,7 +117,7 @@ class Task:
         )
         if ids:
             try:
-                ensure_worker(ctx.config, ctx.store, entry.queue)
+                ensure_worker(ctx.config, ctx.store, entry.queue, live)
             except (OSError, StorageError) as exc:
                 log.warning("tasks %s queued, but no worker could be started: %s", ids, exc)
         return ids

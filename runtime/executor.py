@@ -259,7 +259,7 @@ class Executor:
                         break
                 wait = min(deadline - now, IDLE_WAIT_S)
                 self.store.wait_for_change(conn, channels[0], wait)
-        self.store.deregister(self.worker_id)
+        self.store.deregister(self.worker_id, self.queue)
         return None
 
     def slot_wanted_elsewhere(self) -> bool:

@@ -64,6 +64,12 @@ class UnsupportedDatabase(ValueError):
     """Raised for a URL whose dialect has no backend: its write serialisation is unknown."""
 
 
+def queue_lock(queue: str) -> str:
+    """The name of the lock a dispatch to `queue` holds where inserts take one (PostgreSQL),
+    and a worker retiring from it (`WorkerStore.deregister`)."""
+    return f"rsx_queue_{queue}"
+
+
 class Backend:
     """What differs between databases.
 
@@ -75,6 +81,11 @@ class Backend:
     """
 
     name = "generic"
+    counts_workers_in_dispatch = False
+    """Whether a dispatch's transaction is ordered against a worker retiring from its
+    queue, so the dispatch may count the queue's workers inside it: SQLite runs one write
+    transaction at a time; PostgreSQL's insert and the retirement both take the queue's
+    lock (`queue_lock`)."""
 
     def create_engine(self, url: str, autocommit: bool = False) -> Engine:
         """A lazily connecting engine for `url`; with `autocommit`, one for reads whose

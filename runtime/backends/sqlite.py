@@ -41,6 +41,7 @@ class SQLiteBackend(Backend):
     """One database file shared by every process of the server."""
 
     name = "sqlite"
+    counts_workers_in_dispatch = True
     poll_interval = 0.005
     """`PRAGMA data_version` reads shared memory only, so an idle worker can look often."""
 
