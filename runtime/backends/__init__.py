@@ -64,6 +64,11 @@ class UnsupportedDatabase(ValueError):
     """Raised for a URL whose dialect has no backend: its write serialisation is unknown."""
 
 
+def dispatch_insert() -> Any:
+    """`INSERT INTO _tasks (<DISPATCH_COLUMNS>) VALUES (...)`, each value bound as `v_<column>`."""
+    return insert(tasks).values({n: bindparam(f"v_{n}") for n in DISPATCH_COLUMNS})
+
+
 def queue_lock(queue: str) -> str:
     """The name of the lock a dispatch to `queue` holds where inserts take one (PostgreSQL),
     and a worker retiring from it (`WorkerStore.deregister`)."""
@@ -169,12 +174,20 @@ class Backend:
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
     ) -> int:
         """Insert one task row through a driver cursor (see `runtime.store.fast`); its id."""
-        statement = compile(
-            "insert_one",
-            lambda: insert(tasks).values({n: bindparam(f"v_{n}") for n in DISPATCH_COLUMNS}),
-        )
+        statement = compile("insert_one", dispatch_insert)
         statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
         return int(cursor.lastrowid)
+
+    raw_batches = False
+    """Whether `insert_many` inserts a batch through a driver cursor (else `insert_tasks`
+    does, through SQLAlchemy)."""
+
+    def insert_many(
+        self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
+        channel: str,
+    ) -> list[int]:
+        """Insert a batch of task rows through a driver cursor; their ids, in order."""
+        raise NotImplementedError
 
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]

@@ -213,6 +213,11 @@ class TaskStore(StoreBase):
                 channel = queue_channel(queue)
                 ids = [self.backend.insert_one(cursor, self.compile, queue, rows[0], channel)]
                 return ids, None if then is None else then(cursor)
+        if self.backend.raw_batches:
+            with self.raw_write() as cursor:
+                channel = queue_channel(queue)
+                ids = self.backend.insert_many(cursor, self.compile, queue, rows, channel)
+                return ids, None if then is None else then(cursor)
         with self.write() as conn:
             ids = self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
             if then is None:
