@@ -71,8 +71,8 @@ class RowSink:
         self._status_sizes: dict[str, int] = {}
         self._status_dirty = False
         self._lock = threading.Lock()
-        self._dirty = threading.Event()
-        self._closed = threading.Event()
+        self._dirty: threading.Event | None = None
+        self._closed: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._has_temp = False
 
@@ -115,12 +115,15 @@ class RowSink:
         self.store.progress(self.task_id, self.pid, temp_ttl=seconds, now=utcnow())
 
     def _wake(self) -> None:
-        if self._thread is None:
+        if self._dirty is None:
+            # Made on the first write, so that a task that writes nothing costs no thread.
+            self._dirty, self._closed = threading.Event(), threading.Event()
             self._thread = threading.Thread(target=self._flush_loop, name="rsx-flush", daemon=True)
             self._thread.start()
         self._dirty.set()
 
     def _flush_loop(self) -> None:
+        assert self._dirty is not None and self._closed is not None
         while True:
             self._dirty.wait()
             if self._closed.wait(FLUSH_INTERVAL_S):
@@ -134,7 +137,7 @@ class RowSink:
             lines, replace = self._log.take(final) or ("", False)
             status = dict(self.status) if self._status_dirty else None
             self._status_dirty = False
-            if not self._log.rewrite:
+            if not self._log.rewrite and self._dirty is not None:
                 self._dirty.clear()
         return lines, replace, status
 
@@ -164,9 +167,10 @@ class RowSink:
 
     def close(self) -> tuple[str, bool, dict[str, Any] | None]:
         """Stop the flush thread; return the log and status not yet written (as `_take`)."""
-        self._closed.set()
-        self._dirty.set()
         if self._thread is not None:
+            assert self._closed is not None and self._dirty is not None
+            self._closed.set()
+            self._dirty.set()
             self._thread.join()
         return self._take(final=True)
 

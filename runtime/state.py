@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from types import SimpleNamespace
+from functools import partial
 from typing import Any
 
 from runtime.clock import from_db
@@ -78,28 +78,29 @@ class TaskStatus:
     @classmethod
     def from_row(cls, row: Any) -> TaskStatus:
         """Build from a `_tasks` row: a SQLAlchemy Row, a mapping of its columns, or any
-        object with its columns as attributes."""
-        if isinstance(row, Mapping):
-            row = SimpleNamespace(**row)
+        object with its columns as attributes. Beyond the task's identity (id, status,
+        names, mode, params, timeout) a column may be missing, as from a claim, which
+        returns only what a worker needs: it then has its default."""
+        get: Any = row.get if isinstance(row, Mapping) else partial(getattr, row)
         return cls(
-            id=int(row.id),
-            status=Status(row.status),
-            service_name=row.service_name,
-            task_name=row.task_name,
-            queue_name=row.queue_name,
-            execution_mode=ExecutionMode(row.execution_mode),
-            params=loads(row.params, {}),
-            status_data=loads(row.status_data, {}) or {},
-            log=row.status_log or "",
-            result=loads(row.result),
-            created_at=from_db(row.created_at),
-            started_at=from_db(row.started_at),
-            completed_at=from_db(row.completed_at),
-            next_run_at=from_db(row.next_run_at),
-            timeout_seconds=int(row.timeout_seconds),
-            worker_pid=row.worker_pid,
-            server_id=int(row.server_id),
-            attempts=int(getattr(row, "attempts", 0) or 0),
+            id=int(get("id")),
+            status=Status(get("status")),
+            service_name=get("service_name"),
+            task_name=get("task_name"),
+            queue_name=get("queue_name"),
+            execution_mode=ExecutionMode(get("execution_mode")),
+            params=loads(get("params"), {}),
+            status_data=loads(get("status_data", None), {}) or {},
+            log=get("status_log", None) or "",
+            result=loads(get("result", None)),
+            created_at=from_db(get("created_at", None)),
+            started_at=from_db(get("started_at", None)),
+            completed_at=from_db(get("completed_at", None)),
+            next_run_at=from_db(get("next_run_at", None)),
+            timeout_seconds=int(get("timeout_seconds")),
+            worker_pid=get("worker_pid", None),
+            server_id=int(get("server_id", 1)),
+            attempts=int(get("attempts", 0)),
         )
 
     def get(self, key: str, default: Any = None) -> Any:

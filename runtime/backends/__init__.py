@@ -146,12 +146,13 @@ class Backend:
 
     @cached_property
     def claim_statement(self) -> Any:
-        """`UPDATE ... WHERE id = (oldest claimable) RETURNING *`, values bound as `v_<column>`."""
+        """`UPDATE ... WHERE id = (oldest claimable) RETURNING <CLAIMED_COLUMNS>`, values
+        bound as `v_<column>`."""
         statement = (
             update(tasks)
             .where(tasks.c.id == self._oldest().scalar_subquery(), status_is(Status.PENDING))
             .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
-            .returning(*tasks.c)
+            .returning(*(tasks.c[name] for name in CLAIMED_COLUMNS))
         )
         notify = self.row_notify
         return statement if notify is None else statement.returning(notify)
@@ -237,6 +238,23 @@ CLAIM_COLUMNS = (
     "updated_at",
 )
 """The columns a claim sets (`TaskStore.claim` gives their values)."""
+
+CLAIMED_COLUMNS = (
+    "id",
+    "status",
+    "service_name",
+    "task_name",
+    "queue_name",
+    "execution_mode",
+    "params",
+    "timeout_seconds",
+    "server_id",
+    "worker_pid",
+    "attempts",
+)
+"""The columns a claim returns: what the worker needs to run the task. The others (the
+timestamps above all, which SQLite returns as text to parse) would cost the claim more
+than the rest of its row."""
 
 DISPATCH_COLUMNS = (
     "server_id",
