@@ -26,8 +26,10 @@ RUNTIME_EXPORTS = (
     "BackendError",
     "ConfigError",
     "ParamsError",
+    "ResultError",
     "Task",
     "TaskError",
+    "TaskId",
     "TaskInstance",
     "TaskNotFoundError",
     "TaskStatus",
@@ -36,6 +38,9 @@ RUNTIME_EXPORTS = (
     "task",
 )
 """What `from runtime import *` binds (`runtime.__all__`, kept here so nothing is imported)."""
+
+RUNTIME_ERRORS = frozenset(name for name in RUNTIME_EXPORTS if name.endswith("Error"))
+"""The exception classes among `RUNTIME_EXPORTS`."""
 
 LOCAL = None
 """A binding that is not an import (def, class, assignment, parameter): not resolvable."""
