@@ -1,4 +1,5 @@
-"""The generated package passes `ruff check` and `mypy --strict`, and mypy checks callers.
+"""The generated package passes `ruff check` and `mypy --strict`, and mypy checks callers:
+their arguments, and the types of the results they read.
 
 mypy runs are slow; they carry the `mypy` marker (`pytest -m mypy` selects them).
 """
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.compiler.apps import BIN, GOOD_FIXTURES, copy_fixture, rsxgen
+from tests.compiler.apps import BIN, GOOD_FIXTURES, copy_fixture, mypy_errors, rsxgen
 
 GOOD_CALLS = """\
+from collections.abc import Sequence
+
 from generated import tasks
 from runtime import TaskStatus
 
@@ -25,9 +28,10 @@ task_id = tasks.export_service.generate_export.dispatch(limit=None)
 task_id = tasks.report_service.generate_report.dispatch(period="weekly")
 result = tasks.report_service.generate_report.run()
 state: TaskStatus = tasks.status(task_id)
-ids: list[int] = tasks.video_service.transcode.dispatch_many(
+ids: Sequence[int] = tasks.video_service.transcode.dispatch_many(
     [{"video_id": 1}, {"video_id": 2, "quality": "low"}]
 )
+cancelled: bool = tasks.cancel(task_id)
 """
 
 BAD_CALLS = """\
@@ -51,6 +55,41 @@ def _build(fixture: str, tmp_path: Path) -> Path:
     output = tmp_path / "generated" if fixture == "demo" else config.parent / "generated"
     assert (output / "tasks.py").is_file()
     return output
+
+
+TYPED_GOOD = """\
+import datetime
+from collections.abc import Sequence
+
+from generated import tasks
+from runtime import TaskId, TaskStatus
+
+handle = tasks.report_service.generate_report.dispatch(period="weekly", delay=30)
+state = tasks.status(handle)
+if state.result is not None:
+    label: str = state.result["status"] + "!"
+summary: dict[str, str] = tasks.report_service.generate_report.run()
+typed: TaskId[dict[str, str]] = handle
+plain: int = handle + 1
+state_of_int: TaskStatus = tasks.status(int(handle))
+at = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+handles: list[TaskId[dict[str, str]]] = tasks.report_service.generate_report.dispatch_many(
+    [{}, {"period": "daily"}], run_at=at
+)
+numbers: Sequence[int] = handles
+later: int = tasks.report_service.generate_report.dispatch(run_at=at)
+"""
+
+TYPED_BAD = """\
+from generated import tasks
+
+handle = tasks.report_service.generate_report.dispatch(period="weekly")
+state = tasks.status(handle)
+if state.result is not None:
+    state.result["status"] + 1
+count: int = tasks.report_service.generate_report.run()
+tasks.report_service.generate_report.dispatch(delay="soon")
+"""
 
 
 def _mypy(cwd: Path, *targets: str) -> subprocess.CompletedProcess[str]:
@@ -83,7 +122,7 @@ def test_mypy_strict_accepts_the_package_and_good_calls_and_names_bad_arguments(
     (tmp_path / "good_calls.py").write_text(GOOD_CALLS)
     (tmp_path / "bad_calls.py").write_text(BAD_CALLS)
     result = _mypy(tmp_path, "generated", "good_calls.py", "bad_calls.py")
-    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    errors = mypy_errors(result)
     assert [e for e in errors if not e.startswith("bad_calls.py:")] == [], result.stdout
     by_line: dict[int, str] = {}
     for error in errors:
@@ -95,9 +134,26 @@ def test_mypy_strict_accepts_the_package_and_good_calls_and_names_bad_arguments(
     assert re.search(r'Argument "video_id" .* incompatible type "str"; expected "int"', by_line[4])
     assert "Too many positional arguments" in by_line[5]
     assert re.search(r'Argument "period" .* incompatible type "Literal\[.hourly.\]"', by_line[6])
-    assert 'expression has type "int", variable has type "str"' in by_line[7]
+    assert 'expression has type "TaskId[dict[str, Any]]", variable has type "str"' in by_line[7]
     assert 'Missing key "video_id"' in by_line[8]
     assert 'TypedDict item "video_id" has type "int"' in by_line[9]
+
+
+@pytest.mark.mypy
+def test_mypy_checks_what_callers_do_with_typed_results(tmp_path: Path) -> None:
+    """A dispatched task's handle carries its return type to `tasks.status(...).result`,
+    `.run()` returns it, and the handle is still an int."""
+    _build("demo", tmp_path)
+    (tmp_path / "typed_good.py").write_text(TYPED_GOOD)
+    (tmp_path / "typed_bad.py").write_text(TYPED_BAD)
+    result = _mypy(tmp_path, "generated", "typed_good.py", "typed_bad.py")
+    errors = mypy_errors(result)
+    assert [e for e in errors if not e.startswith("typed_bad.py:")] == [], result.stdout
+    by_line = {int(e.split(":")[1]): e for e in errors}
+    assert sorted(by_line) == [6, 7, 8], result.stdout
+    assert 'Unsupported operand types for + ("str" and "int")' in by_line[6]
+    assert 'expression has type "dict[str, str]", variable has type "int"' in by_line[7]
+    assert re.search(r'Argument "delay" .* incompatible type "str"', by_line[8])
 
 
 @pytest.mark.mypy
@@ -117,4 +173,4 @@ def test_mypy_strict_accepts_every_parameter_type_of_the_nested_fixture(tmp_path
         "tasks.payments.refund.dispatch(payment_id=9)\n"
     )
     result = _mypy(app, "generated", "calls.py")
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert mypy_errors(result) == [], result.stdout + result.stderr
