@@ -18,6 +18,7 @@ from runtime.text import escape_controls
 
 HEADER_SOURCE_DEFAULT = "services"
 
+
 def camel(dotted: str) -> str:
     """`billing.invoice` + `send_mail` style names to `BillingInvoice` / `SendMail`."""
     parts = dotted.replace(".", "_").split("_")
@@ -144,8 +145,7 @@ class TaskDef:
         tasks.py spells it in the functional form: in a class body, a field named like a
         type (`int`) would hide that type from the annotations after it."""
         return tuple(
-            (p.name, f"typing.Required[{p.type}]" if p.required else p.type)
-            for p in self.params
+            (p.name, f"typing.Required[{p.type}]" if p.required else p.type) for p in self.params
         )
 
     @property

@@ -44,7 +44,7 @@ class OptionsGatherer:
         backoff = self._backoff(written.get("retry_backoff"))
         retry_on = self._retry_on(written.get("retry_on"))
         for name in ("retry_backoff", "retry_on"):
-            if retries == 0 and name in written:
+            if retries == 0 and name in written and not _is_default(written[name]):
                 self._error(
                     written[name],
                     "RSX017",
@@ -101,10 +101,10 @@ class OptionsGatherer:
                     self._error(element, "RSX019", "retry_on takes classes, not an unpacking (*)")
                 else:
                     named.append(element.value)
+        if self._found.misplaced is not None:
+            return ()  # its bindings are not the module's; RSX012 says why
         names: dict[str, None] = {}
         for node in named:
-            if self._found.misplaced is not None:
-                continue  # its bindings are not the module's; RSX012 says why
             try:
                 names[self.exceptions.qualified(node, self._found.top)] = None
             except NotAnException as problem:
@@ -235,6 +235,13 @@ class OptionsGatherer:
 
 
 _MISSING = object()
+
+
+def _is_default(expr: cst.BaseExpression) -> bool:
+    """Whether `expr` writes out an option's default: `None`, or an empty tuple or list."""
+    if isinstance(expr, cst.Name):
+        return expr.value == "None"
+    return isinstance(expr, cst.Tuple | cst.List) and not expr.elements
 
 
 def _is_true(expr: cst.BaseExpression | None) -> bool:

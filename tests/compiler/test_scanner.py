@@ -569,18 +569,20 @@ def test_retry_on_names_that_are_not_exception_classes_are_rsx019(
     assert problem in diagnostic.message
 
 
-def test_a_retry_on_class_defined_after_the_task_is_not_bound_when_it_runs() -> None:
+def test_retry_on_names_are_what_is_bound_when_the_decorator_runs() -> None:
     scan = scan_text(
         """\
         from runtime import TaskInstance, task
 
-        @task("Flaky", retries=2, retry_on=Late)
+        @task("Flaky", retries=2, retry_on=(Late, KeyError))
         def flaky(task: TaskInstance) -> None: ...
 
         class Late(Exception): ...
+        class KeyError(Exception): ...
         """
     )
-    assert [(d.code, d.line, d.col) for d in scan.diagnostics] == [("RSX019", 3, 36)]
+    assert [(d.code, d.line, d.col) for d in scan.diagnostics] == [("RSX019", 3, 37)]
+    assert scan.tasks[0].options.retry_on == ("builtins.KeyError",)
 
 
 def test_the_runtime_errors_the_scanner_knows_are_its_exception_classes() -> None:

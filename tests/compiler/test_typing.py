@@ -114,22 +114,29 @@ def test_generated_package_passes_ruff(fixture: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _errors_by_line(tmp_path: Path, good: str, bad: str) -> tuple[dict[int, str], str]:
+    """mypy --strict on the built demo, `good.py` and `bad.py`: the messages of bad.py's
+    errors by line (there must be no other), and mypy's whole output."""
+    _build("demo", tmp_path)
+    (tmp_path / "good.py").write_text(good)
+    (tmp_path / "bad.py").write_text(bad)
+    result = _mypy(tmp_path, "generated", "good.py", "bad.py")
+    errors = mypy_errors(result)
+    assert [e for e in errors if not e.startswith("bad.py:")] == [], result.stdout
+    by_line: dict[int, str] = {}
+    for error in errors:
+        match = re.match(r"bad\.py:(\d+): error: (.*)", error)
+        assert match, error
+        by_line[int(match.group(1))] = by_line.get(int(match.group(1)), "") + match.group(2)
+    return by_line, result.stdout
+
+
 @pytest.mark.mypy
 def test_mypy_strict_accepts_the_package_and_good_calls_and_names_bad_arguments(
     tmp_path: Path,
 ) -> None:
-    _build("demo", tmp_path)
-    (tmp_path / "good_calls.py").write_text(GOOD_CALLS)
-    (tmp_path / "bad_calls.py").write_text(BAD_CALLS)
-    result = _mypy(tmp_path, "generated", "good_calls.py", "bad_calls.py")
-    errors = mypy_errors(result)
-    assert [e for e in errors if not e.startswith("bad_calls.py:")] == [], result.stdout
-    by_line: dict[int, str] = {}
-    for error in errors:
-        match = re.match(r"bad_calls\.py:(\d+): error: (.*)", error)
-        assert match, error
-        by_line[int(match.group(1))] = by_line.get(int(match.group(1)), "") + match.group(2)
-    assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9], result.stdout
+    by_line, output = _errors_by_line(tmp_path, GOOD_CALLS, BAD_CALLS)
+    assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9], output
     assert 'Unexpected keyword argument "video_idd"' in by_line[3]
     assert re.search(r'Argument "video_id" .* incompatible type "str"; expected "int"', by_line[4])
     assert "Too many positional arguments" in by_line[5]
@@ -143,14 +150,8 @@ def test_mypy_strict_accepts_the_package_and_good_calls_and_names_bad_arguments(
 def test_mypy_checks_what_callers_do_with_typed_results(tmp_path: Path) -> None:
     """A dispatched task's handle carries its return type to `tasks.status(...).result`,
     `.run()` returns it, and the handle is still an int."""
-    _build("demo", tmp_path)
-    (tmp_path / "typed_good.py").write_text(TYPED_GOOD)
-    (tmp_path / "typed_bad.py").write_text(TYPED_BAD)
-    result = _mypy(tmp_path, "generated", "typed_good.py", "typed_bad.py")
-    errors = mypy_errors(result)
-    assert [e for e in errors if not e.startswith("typed_bad.py:")] == [], result.stdout
-    by_line = {int(e.split(":")[1]): e for e in errors}
-    assert sorted(by_line) == [6, 7, 8], result.stdout
+    by_line, output = _errors_by_line(tmp_path, TYPED_GOOD, TYPED_BAD)
+    assert sorted(by_line) == [6, 7, 8], output
     assert 'Unsupported operand types for + ("str" and "int")' in by_line[6]
     assert 'expression has type "dict[str, str]", variable has type "int"' in by_line[7]
     assert re.search(r'Argument "delay" .* incompatible type "str"', by_line[8])
