@@ -31,7 +31,7 @@ from typing import Any
 from runtime import pipe
 from runtime.clock import log_line, utcnow
 from runtime.config import Config
-from runtime.errors import ParamsError, UnknownTaskError
+from runtime.errors import ParamsError, ResultError, UnknownTaskError
 from runtime.instance import TaskInstance
 from runtime.maintenance import task_folder
 from runtime.processes import start_time
@@ -306,7 +306,7 @@ class Executor:
             kind = type(exc).__name__
             result = self.error_result(str(exc), kind)
             sink.log(log_line(f"Task failed: {kind}: {exc}", utcnow()).rstrip("\n"))
-            if not isinstance(exc, UnknownTaskError | ParamsError):
+            if not isinstance(exc, UnknownTaskError | ParamsError | ResultError):
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
         lines, replace, status_data = sink.close()
         ttl = sink.temp_ttl if sink.temp_ttl is not None else self.config.temp_directory_default_ttl
@@ -350,7 +350,8 @@ class Executor:
         return dumps({"error": storable(shorten(message, bound)), "type": storable(kind)})
 
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
-        """Resolve the task through the registry, validate its params, call it."""
+        """Resolve the task through the registry, validate its params, call it; its result
+        checked against the return annotation (`ResultError` fails the task)."""
         entry = self.registry().get((task.service_name, task.task_name))
         if entry is None:
             raise UnknownTaskError(
@@ -361,4 +362,4 @@ class Executor:
             function, values = bind(entry, task.params)
         except ParamsError as exc:
             raise ParamsError(f"params no longer validate: {exc}") from None
-        return function(TaskInstance(task.id, values, sink), **values)
+        return entry.check_result(function(TaskInstance(task.id, values, sink), **values))

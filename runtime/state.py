@@ -1,4 +1,5 @@
-"""A task row as the application sees it: `TaskStatus`, frozen, built from a `_tasks` row."""
+"""A task row as the application sees it: `TaskStatus`, frozen, built from a `_tasks` row,
+and `TaskId`, a task's id typed with its result."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 from runtime.clock import from_db
+
+ResultT = TypeVar("ResultT", default=Any)
+"""The type of a task's result; a bare `TaskId` or `TaskStatus` means `...[Any]`."""
 
 
 class Status(StrEnum):
@@ -48,12 +54,25 @@ def loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text)
 
 
+class TaskId(int, Generic[ResultT]):
+    """A task's id, typed with the result of its task: `TaskId[dict[str, int]](5) == 5`.
+
+    The generated client's `dispatch` returns one, so that `tasks.status(task_id).result`
+    has the task's declared return type for mypy. It is an `int` in every other respect
+    (arithmetic, JSON, database parameters, pickling); the type argument exists only for
+    the type checker.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
-class TaskStatus:
+class TaskStatus(Generic[ResultT]):
     """A snapshot of one task: its state, status data, log and result.
 
     Timestamps are timezone-aware UTC (None until set). `get(key)` reads one status value,
-    e.g. `status.get("progress", 0)`.
+    e.g. `status.get("progress", 0)`. `result` is the stored JSON value; the generated
+    client's `status` gives a completed task's result in its declared type (`ResultT`).
     """
 
     id: int
@@ -65,7 +84,7 @@ class TaskStatus:
     params: Mapping[str, Any] = field(default_factory=dict)
     status_data: Mapping[str, Any] = field(default_factory=dict)
     log: str = ""
-    result: Any = None
+    result: ResultT | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -76,7 +95,7 @@ class TaskStatus:
     attempts: int = 0
 
     @classmethod
-    def from_row(cls, row: Any) -> TaskStatus:
+    def from_row(cls, row: Any) -> TaskStatus[Any]:
         """Build from a `_tasks` row: a SQLAlchemy Row, a mapping of its columns, or any
         object with its columns as attributes. Beyond the task's identity (id, status,
         names, mode, params, timeout) a column may be missing, as from a claim, which

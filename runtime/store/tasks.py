@@ -98,6 +98,7 @@ class TaskStore(StoreBase):
         """The task's current status; `TaskNotFoundError` if there is no such row."""
         from runtime.errors import TaskNotFoundError
 
+        task_id = int(task_id)  # a TaskId too: PyMySQL would send an int subclass as text
         if not -(2**63) <= task_id < 2**63:  # no column holds it; SQLite would overflow
             raise TaskNotFoundError(f"no task with id {task_id}")
         with self.read() as conn:

@@ -181,3 +181,13 @@ def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
         time.sleep(seconds)
         os._exit(0)
     return {"child": pid, "supervisor": os.getppid()}
+
+
+@task("Return a value that does not match the return annotation")
+def wrong_shape(task: TaskInstance) -> dict[str, int]:
+    return {"count": "many"}  # type: ignore[dict-item]
+
+
+@task("Return a moment, stored as ISO 8601 text")
+def dated(task: TaskInstance, year: int) -> dict[str, datetime.datetime]:
+    return {"at": datetime.datetime(year, 5, 1, 12, tzinfo=datetime.UTC)}
