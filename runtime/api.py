@@ -18,7 +18,7 @@ from runtime.config import Config, load_config
 from runtime.errors import ConfigError, ParamsError
 from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 from runtime.registry import TaskEntry, load_tasks, lookup
-from runtime.state import TaskStatus
+from runtime.state import TaskId, TaskStatus
 from runtime.store import Store
 
 log = logging.getLogger("runtime")
@@ -102,7 +102,7 @@ class Task:
         *,
         delay: float | None = None,
         run_at: datetime | None = None,
-    ) -> int:
+    ) -> TaskId[Any]:
         """Queue a task and return its id; a worker is started if the queue's limits allow.
 
         With `delay` (seconds) or `run_at` (a datetime; naive means UTC) no worker starts
@@ -122,7 +122,7 @@ class Task:
         *,
         delay: float | None = None,
         run_at: datetime | None = None,
-    ) -> list[int]:
+    ) -> list[TaskId[Any]]:
         """Queue one task per params mapping, all in one transaction; their ids, in order.
 
         Every mapping is validated before anything is inserted, so a `ParamsError` (its
@@ -151,7 +151,7 @@ class Task:
                 f"queue '{entry.queue}' of task {service}.{task} is not defined in "
                 f"{ctx.config.path.name} (queues: {', '.join(ctx.config.queues)})"
             )
-        ids = ctx.store.insert_tasks(
+        ids, live = ctx.store.dispatch(
             service=service,
             task=task,
             queue=entry.queue,
@@ -163,10 +163,10 @@ class Task:
         stored_due = to_db(due)
         if ids and (stored_due is None or stored_due <= ctx.store.work_horizon()):
             try:
-                ensure_worker(ctx.config, ctx.store, entry.queue)
+                ensure_worker(ctx.config, ctx.store, entry.queue, live)
             except (OSError, StorageError) as exc:
                 log.warning("tasks %s queued, but no worker could be started: %s", ids, exc)
-        return ids
+        return [TaskId(task_id) for task_id in ids]
 
     @staticmethod
     def status(task_id: int) -> TaskStatus:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, String, bindparam, select, text, upda
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from runtime.backends import Backend, Compile, Failure, Q, claim_now, claim_values
+from runtime.backends import CLAIMED_COLUMNS, Backend, Compile, Failure, Q, claim_now, claim_values
 from runtime.errors import BackendError
 from runtime.schema import claimable, tasks, use_dialect
 
@@ -123,9 +123,10 @@ class MySQLBackend(Backend):
     @cached_property
     def _claim_select(self) -> Any:
         """The oldest claimable row of the queue bound as `claim_queue` that is due at
-        `claim_now`, locked."""
+        `claim_now` (its `CLAIMED_COLUMNS`), locked."""
+        columns = (tasks.c[name] for name in CLAIMED_COLUMNS)
         queue = bindparam("claim_queue", type_=String)
-        oldest = self.on_claim_index(select(tasks).where(claimable(queue, claim_now())))
+        oldest = self.on_claim_index(select(*columns).where(claimable(queue, claim_now())))
         return oldest.order_by(tasks.c.id).limit(1).with_for_update()
 
     def on_claim_index(self, statement: Q) -> Q:

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
@@ -44,6 +44,7 @@ DELETE_BATCH = 1000
 LOG_PIECE_CHARS = 250_000
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def dumps(value: Any) -> str:
@@ -107,6 +108,7 @@ class TaskStore(StoreBase):
         """The task's current status; `TaskNotFoundError` if there is no such row."""
         from runtime.errors import TaskNotFoundError
 
+        task_id = int(task_id)  # a TaskId too: PyMySQL would send an int subclass as text
         if not -(2**63) <= task_id < 2**63:  # no column holds it; SQLite would overflow
             raise TaskNotFoundError(f"no task with id {task_id}")
         with self.read() as conn:
@@ -221,7 +223,6 @@ class TaskStore(StoreBase):
             service=service, task=task, queue=queue, params=[params], timeout=timeout, now=now
         )[0]
 
-    @guarded
     def insert_tasks(
         self,
         *,
@@ -235,20 +236,48 @@ class TaskStore(StoreBase):
     ) -> list[int]:
         """Insert pending tasks in one transaction; their ids, in the order given. With
         `run_at` (an aware datetime) no worker takes them before then (`next_run_at`)."""
+        return self.insert_tasks_then(
+            None, service=service, task=task, queue=queue, params=params, timeout=timeout,
+            now=now, run_at=run_at,
+        )[0]
+
+    @guarded
+    def insert_tasks_then(
+        self,
+        then: Callable[[Any], T] | None,
+        *,
+        service: str,
+        task: str,
+        queue: str,
+        params: Sequence[Mapping[str, Any]],
+        timeout: int,
+        now: datetime,
+        run_at: datetime | None = None,
+    ) -> tuple[list[int], T | None]:
+        """`insert_tasks`, and in the same transaction, after the insert, `then(cursor)` on
+        a driver cursor of it (None without rows or `then`)."""
         moment = to_db(now)
         due = to_db(run_at)
         rows = [self._new_row(service, task, queue, p, timeout, moment, due) for p in params]
         if not rows:
-            return []
+            return [], None
         if len(rows) == 1:
             with self.raw_write() as cursor:
-                return [
-                    self.backend.insert_one(
-                        cursor, self.compile, queue, rows[0], queue_channel(queue)
-                    )
-                ]
+                channel = queue_channel(queue)
+                ids = [self.backend.insert_one(cursor, self.compile, queue, rows[0], channel)]
+                return ids, None if then is None else then(cursor)
+        if self.backend.raw_batches:
+            with self.raw_write() as cursor:
+                channel = queue_channel(queue)
+                ids = self.backend.insert_many(cursor, self.compile, queue, rows, channel)
+                return ids, None if then is None else then(cursor)
         with self.write() as conn:
-            return self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
+            ids = self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
+            if then is None:
+                return ids, None
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            return ids, then(driver.cursor())
 
     # -- a worker's claims and writes ---------------------------------------------------
 

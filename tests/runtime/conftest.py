@@ -49,44 +49,7 @@ def app_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=root, capture_output=True, text=True, timeout=120,
     )
     assert built.returncode == 0, f"rsxgen build failed:\n{built.stdout}{built.stderr}"
-    _add_retry_options(root / "generated")
     return root
-
-
-# Interim, until the compiler reads `@task(retries=..., retry_backoff=..., retry_on=...)`
-# (branch features-compiler): the retried demo tasks get their options in the built
-# registry and manifest, as the compiler will write them.
-RETRY_OPTIONS: dict[str, dict[str, Any]] = {
-    "flaky": {"retries": 2, "retry_backoff": 0.2},
-    "patient": {"retries": 1, "retry_backoff": 2.0},
-    "always_fails": {"retries": 2, "retry_backoff": 0.2},
-    "picky": {"retries": 3, "retry_backoff": 0.2, "retry_on": ["services.demo.TransientError"]},
-    "hang_retried": {"retries": 1, "retry_backoff": 0.2},
-    "gated_retried": {"retries": 2, "retry_backoff": 0.2},
-}
-
-
-def _add_retry_options(generated: Path) -> None:
-    import json
-    import re
-
-    registry = (generated / "registry.py").read_text(encoding="utf-8")
-    for name, options in RETRY_OPTIONS.items():
-        written = "".join(
-            f"        {key}={tuple(value)!r},\n" if isinstance(value, list) else
-            f"        {key}={value!r},\n"
-            for key, value in options.items()
-        )
-        pattern = rf'(\("demo", "{name}"\): TaskEntry\(\n(?:        .*\n)*?        cron=None,\n)'
-        registry, count = re.subn(pattern, lambda m, w=written: m.group(1) + w, registry)
-        assert count == 1, name
-    (generated / "registry.py").write_text(registry, encoding="utf-8")
-    manifest = json.loads((generated / "manifest.json").read_text(encoding="utf-8"))
-    for service in manifest["services"]:
-        for task in service["tasks"]:
-            if service["name"] == "demo":
-                task.update(RETRY_OPTIONS.get(task["name"], {}))
-    (generated / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def _forget_app_modules() -> None:

@@ -183,6 +183,16 @@ def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
     return {"child": pid, "supervisor": os.getppid()}
 
 
+@task("Return a value that does not match the return annotation")
+def wrong_shape(task: TaskInstance) -> dict[str, int]:
+    return {"count": "many"}  # type: ignore[dict-item]
+
+
+@task("Return a moment, stored as ISO 8601 text")
+def dated(task: TaskInstance, year: int) -> dict[str, datetime.datetime]:
+    return {"at": datetime.datetime(year, 5, 1, 12, tzinfo=datetime.UTC)}
+
+
 class TransientError(ConnectionError):
     """An error the app expects to pass: the retried tasks below raise it."""
 
@@ -194,7 +204,7 @@ def _count_run(path: str) -> int:
     return len(Path(path).read_text(encoding="utf-8").splitlines())
 
 
-@task("Fail the first runs, then succeed")
+@task("Fail the first runs, then succeed", retries=2, retry_backoff=0.2)
 def flaky(task: TaskInstance, path: str, failures: int) -> int:
     runs = _count_run(path)
     task.log(f"run {runs}")
@@ -203,7 +213,7 @@ def flaky(task: TaskInstance, path: str, failures: int) -> int:
     return runs
 
 
-@task("Fail once, then succeed after a long backoff")
+@task("Fail once, then succeed after a long backoff", retries=1, retry_backoff=2)
 def patient(task: TaskInstance, path: str) -> int:
     runs = _count_run(path)
     if runs == 1:
@@ -211,13 +221,18 @@ def patient(task: TaskInstance, path: str) -> int:
     return runs
 
 
-@task("Fail on every run")
+@task("Fail on every run", retries=2, retry_backoff=0.2)
 def always_fails(task: TaskInstance, path: str) -> None:
     runs = _count_run(path)
     raise TransientError(f"run {runs} failed")
 
 
-@task("Fail with an error retry_on names, or one it does not")
+@task(
+    "Fail with an error retry_on names, or one it does not",
+    retries=3,
+    retry_backoff=0.2,
+    retry_on=(TransientError,),
+)
 def picky(task: TaskInstance, path: str, error: Literal["transient", "value"]) -> None:
     _count_run(path)
     if error == "transient":
@@ -225,13 +240,13 @@ def picky(task: TaskInstance, path: str, error: Literal["transient", "value"]) -
     raise ValueError("a bug, not worth retrying")
 
 
-@task("Overrun the timeout on every run", queue="slow", timeout=1)
+@task("Overrun the timeout on every run", queue="slow", timeout=1, retries=1, retry_backoff=0.2)
 def hang_retried(task: TaskInstance, path: str) -> None:
     _count_run(path)
     time.sleep(60)
 
 
-@task("Wait for a gate file, with retries", queue="video")
+@task("Wait for a gate file, with retries", queue="video", retries=2, retry_backoff=0.2)
 def gated_retried(task: TaskInstance, gate: str) -> None:
     task.log("waiting for the gate")
     wait_for_file(Path(gate), 60)
