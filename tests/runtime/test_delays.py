@@ -7,6 +7,7 @@ by the first processor run after its time; among due tasks the oldest id goes fi
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -137,6 +138,21 @@ def test_run_at_in_the_past_runs_at_once_and_a_future_one_is_kept_in_utc(app: Ap
     assert data["status"] == "pending"
     assert datetime.fromisoformat(data["next_run_at"]) == at
     assert data["attempts"] == 0
+
+
+def test_the_typed_client_dispatches_later(app: App) -> None:
+    first = Task.dispatch("demo", "add", {"a": 0}, delay=60)  # puts the app's package first
+    tasks = importlib.import_module("generated.tasks")
+    task_id = tasks.demo.add.dispatch(a=1, delay=60)
+    assert task_id == first + 1
+    status = app.status(task_id)
+    assert status.status == "pending"
+    assert status.created_at is not None and status.next_run_at is not None
+    assert (status.next_run_at - status.created_at).total_seconds() == pytest.approx(60, abs=0.01)
+    [later] = tasks.demo.add.dispatch_many([{"a": 2}], run_at=status.next_run_at)
+    assert app.status(later).next_run_at == status.next_run_at
+    with pytest.raises(ParamsError, match="give delay or run_at, not both"):
+        tasks.demo.add.dispatch(a=3, delay=1, run_at=status.next_run_at)
 
 
 def test_dispatch_many_holds_back_every_task_of_the_batch(make_app: Callable[..., App]) -> None:
