@@ -19,6 +19,8 @@ MySQL/MariaDB (where each DDL statement commits by itself) is completed by the n
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.engine import Connection
@@ -35,7 +37,7 @@ HAS_UNIQUE_KEY = "unique_key IS NOT NULL"
 def upgrade() -> None:
     bind = op.get_bind()
     columns = {c["name"] for c in sa.inspect(bind).get_columns("_tasks")}
-    added = [
+    added: list[sa.Column[Any]] = [
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("unique_key", sa.String(191), nullable=True),
         sa.Column("cancel_requested_at", _timestamp(bind), nullable=True),
@@ -46,7 +48,7 @@ def upgrade() -> None:
             for column in missing:
                 batch.add_column(column)
     if not _has_index(bind, UNIQUE_KEY_INDEX):
-        where = {
+        where: dict[str, Any] = {
             f"{bind.dialect.name}_where": sa.text(HAS_UNIQUE_KEY)
             for name in ("sqlite", "postgresql")
             if bind.dialect.name == name
@@ -60,7 +62,7 @@ def downgrade() -> None:
     )
 
 
-def _timestamp(bind: Connection) -> sa.types.TypeEngine[object]:
+def _timestamp(bind: Connection) -> sa.types.TypeEngine[Any]:
     """The timestamp type of the other `_tasks` timestamps on this database."""
     if bind.dialect.name in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import DATETIME
