@@ -8,6 +8,8 @@ transaction: its end is recorded and the next task claimed together
 through `RowSink`, batched, and bounded by `[tasks] max_log_bytes` (`runtime.tasklog`); a
 result or status data that could not be stored (over `max_result_bytes`, or text UTF-8
 cannot encode) fails the task saying so, rather than failing the write that records it.
+A cancel request the supervisor passes on (`CancelRequests`) is read only when the task
+asks `task.cancelled()`; a task that saw it ends `cancelled`.
 
 When the queue is empty the executor lingers for `worker_idle_seconds`, woken by the
 backend's change signal (LISTEN/NOTIFY on PostgreSQL, `data_version` on SQLite, a short
@@ -60,11 +62,21 @@ class RowSink:
     later still has its folder cleaned.
     """
 
-    def __init__(self, store: Store, config: Config, task_id: int, pid: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        task_id: int,
+        pid: int,
+        cancels: CancelRequests | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.task_id = task_id
         self.pid = pid
+        self.cancels = cancels
+        self.cancel_seen = False
+        """Whether the task was told, by `task.cancelled()`, that a cancel was requested."""
         self.status: dict[str, Any] = {}
         self.temp_ttl: int | None = None
         self._log = BoundedLog(config.max_log_bytes)
@@ -113,6 +125,11 @@ class RowSink:
     def set_temp_expiration(self, seconds: int) -> None:
         self.temp_ttl = seconds
         self.store.progress(self.task_id, self.pid, temp_ttl=seconds, now=utcnow())
+
+    def cancelled(self) -> bool:
+        if self.cancels is not None and self.cancels.requested(self.task_id):
+            self.cancel_seen = True
+        return self.cancel_seen
 
     def _wake(self) -> None:
         if self._thread is None:
@@ -171,6 +188,37 @@ class RowSink:
         return self._take(final=True)
 
 
+class CancelRequests:
+    """The cancel requests the supervisor sends down its pipe (`pipe.cancel`), read without
+    blocking when a task asks `task.cancelled()`: nothing is read otherwise."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.latest: int | None = None
+        self._lock = threading.Lock()
+        os.set_blocking(fd, False)
+
+    def requested(self, task_id: int) -> bool:
+        """Whether a cancel of `task_id` has arrived (any task of this executor may call
+        this, from any thread)."""
+        with self._lock:
+            while True:
+                try:
+                    data = os.read(self.fd, 4096)
+                except BlockingIOError:
+                    break
+                if not data:
+                    break
+                self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = pipe.Message.decode(line)
+                if message.kind is pipe.Kind.CANCEL:
+                    self.latest = message.task_id
+            return self.latest == task_id
+
+
 class Executor:
     """Claims tasks of one queue in FIFO order and runs them until told to stop."""
 
@@ -183,6 +231,7 @@ class Executor:
         worker_id: int,
         report: Callable[..., None],
         supervisor_pid: int,
+        cancels: CancelRequests | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -191,6 +240,7 @@ class Executor:
         self.worker_id = worker_id
         self.report = report
         self.supervisor_pid = supervisor_pid
+        self.cancels = cancels
         self.pid = os.getpid()
         self.claimer = Claimer(queue, worker_id, self.pid, start_time(self.pid) or time.time())
         self.stopping = False
@@ -280,7 +330,7 @@ class Executor:
 
         The caller reports the task's end to the supervisor."""
         began = time.monotonic()
-        sink = RowSink(self.store, self.config, task.id, self.pid)
+        sink = RowSink(self.store, self.config, task.id, self.pid, self.cancels)
         status = Status.COMPLETED
         try:
             value = self.call(task, sink)
@@ -304,6 +354,9 @@ class Executor:
             sink.log(log_line(f"Task failed: {kind}: {exc}", utcnow()).rstrip("\n"))
             if not isinstance(exc, UnknownTaskError | ParamsError):
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
+        if sink.cancel_seen:
+            status = Status.CANCELLED
+            sink.log(log_line("Task stopped after its cancel was requested", utcnow()).rstrip("\n"))
         lines, replace, status_data = sink.close()
         ttl = sink.temp_ttl if sink.temp_ttl is not None else self.config.temp_directory_default_ttl
         outcome = Outcome(status, result, lines, status_data, ttl, replace)

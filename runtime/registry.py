@@ -36,6 +36,13 @@ class TaskEntry:
     description: str
     params: type[BaseModel]
     cron: str | None = None
+    retries: int = 0
+    retry_backoff: float = 10.0
+    retry_on: tuple[str, ...] = ()
+    unique: tuple[str, ...] | None = None
+    unique_while: str = "pending"
+    delay: float = 0.0
+    result: Any = None
 
     def load(self) -> Callable[..., Any]:
         """Import the task's module (named by the generated table) and return the function."""

@@ -74,6 +74,8 @@ class TaskStatus:
     worker_pid: int | None = None
     server_id: int = 1
     attempts: int = 0
+    cancel_requested_at: datetime | None = None
+    """When a cancel was asked of the task while it ran (None: never)."""
 
     @classmethod
     def from_row(cls, row: Any) -> TaskStatus:
@@ -100,6 +102,7 @@ class TaskStatus:
             worker_pid=row.worker_pid,
             server_id=int(row.server_id),
             attempts=int(getattr(row, "attempts", 0) or 0),
+            cancel_requested_at=from_db(getattr(row, "cancel_requested_at", None)),
         )
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -43,6 +43,8 @@ def render(status: TaskStatus) -> str:
         f"  started    {when(status.started_at)}",
         f"  completed  {when(status.completed_at)}",
     ]
+    if status.cancel_requested_at is not None:
+        lines.append(f"  cancel     requested {when(status.cancel_requested_at)}")
     if status.status_data:
         lines.append(f"  data       {json.dumps(dict(status.status_data), ensure_ascii=False)}")
     if status.result is not None:

@@ -18,6 +18,11 @@ learns that the executor exited from a pidfd (or `waitid`), not from the end of 
 which a child forked by a task could keep open long after the executor is gone; the
 executor also closes its end of the pipe in every child it forks.
 
+A cancel of the running task (`Task.cancel`) is read with the heartbeat: the worker passes
+it to the executor over a second pipe (`task.cancelled()` turns True) and, if the task is
+still running `cancel_grace_seconds` after the request, kills the executor's group, marks
+the task `cancelled` and forks a fresh executor, as on a timeout.
+
 SIGTERM/SIGINT: forwarded to the executor, which finishes its task and takes no new one;
 the worker then deregisters and exits 0. When the queue is empty the executor retires the
 registration (atomically with finding nothing to claim) and the worker spawns workers for
@@ -35,6 +40,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from runtime import pipe
@@ -58,6 +64,13 @@ class _Running:
     task_id: int
     timeout: int
     deadline: float
+    kill_at: float | None = None
+    """When a cancel was requested: the moment its grace ends (monotonic)."""
+
+    @property
+    def wakes_at(self) -> float:
+        """The next moment the supervisor must act on the task by itself."""
+        return self.deadline if self.kill_at is None else min(self.deadline, self.kill_at)
 
 
 def register(config: Config, store: Store, queue: str) -> int | None:
@@ -85,6 +98,7 @@ class Supervisor:
         self.registry: Mapping[tuple[str, str], TaskEntry] | None = None
         self.child: int | None = None
         self.pipe: int | None = None
+        self.control: int | None = None
         self.exited: int | None = None
         self.buffer = b""
         self.running: _Running | None = None
@@ -138,10 +152,11 @@ class Supervisor:
                 pass
 
     def _fork(self) -> None:
-        """Start an executor child with a pipe back to us."""
-        from runtime.executor import Executor
+        """Start an executor child with a pipe back to us, and one to it for cancels."""
+        from runtime.executor import CancelRequests, Executor
 
         read_end, write_end = os.pipe()
+        control_read, control_write = os.pipe()
         self.store.dispose()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -151,10 +166,12 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the executor
             os.close(read_end)
+            os.close(control_write)
             code = 0
             try:
                 os.setpgid(0, 0)
                 _close_in_children(write_end)
+                _close_in_children(control_read)
                 _die_with_parent()
                 self.store.dispose(close=False)
 
@@ -163,7 +180,7 @@ class Supervisor:
 
                 Executor(
                     self.config, self.store, self.tasks, self.queue, self.worker_id,
-                    report, supervisor,
+                    report, supervisor, CancelRequests(control_read),
                 ).run()
             except BaseException as exc:  # noqa: BLE001 - the child must never unwind into us
                 self.say(f"executor {os.getpid()} failed: {type(exc).__name__}: {exc}")
@@ -177,7 +194,9 @@ class Supervisor:
         except OSError:
             pass
         os.close(write_end)
+        os.close(control_read)
         self.child, self.pipe, self.buffer = pid, read_end, b""
+        self.control = control_write
         self.exited = _exit_signal(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
@@ -187,7 +206,7 @@ class Supervisor:
         now = time.monotonic()
         wait = max(0.0, min(1.0, self.next_heartbeat - now))
         if self.running is not None:
-            wait = max(0.0, min(wait, self.running.deadline - now))
+            wait = max(0.0, min(wait, self.running.wakes_at - now))
         watched = [self.pipe] if self.exited is None else [self.pipe, self.exited]
         try:
             ready, _, _ = select.select(watched, [], [], wait)
@@ -206,12 +225,21 @@ class Supervisor:
         now = time.monotonic()
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_INTERVAL_S
+            running = self.running
             try:
-                self.store.heartbeat(self.worker_id, utcnow())
+                requested = self.store.heartbeat(
+                    self.worker_id, utcnow(), None if running is None else running.task_id
+                )
             except Exception as exc:
                 self.say(f"worker {os.getpid()}: heartbeat failed: {exc}")
-        if self.running is not None and now >= self.running.deadline:
+            else:
+                if running is not None and requested is not None and running.kill_at is None:
+                    self._cancel_requested(running, requested)
+        running = self.running
+        if running is not None and now >= running.deadline:
             self._time_out()
+        elif running is not None and running.kill_at is not None and now >= running.kill_at:
+            self._kill_cancelled()
 
     def _received(self, data: bytes) -> None:
         self.buffer += data
@@ -255,18 +283,53 @@ class Supervisor:
 
     def _time_out(self) -> None:
         """Kill the executor whose task overran its timeout and mark the task stuck."""
-        assert self.child is not None and self.running is not None
-        running, child = self.running, self.child
-        _kill_group(child)
-        self._reap(expected=True)
-        reason = (
-            f"Task exceeded its timeout of {running.timeout} s and was killed; marked stuck"
-        )
-        self.store.mark_stuck(running.task_id, child, reason, utcnow())
+        assert self.running is not None
+        timeout = self.running.timeout
+        task_id, child = self._kill_running()
+        reason = f"Task exceeded its timeout of {timeout} s and was killed; marked stuck"
+        self.store.mark_stuck(task_id, child, reason, utcnow())
         self.say(
-            f"task {running.task_id}: exceeded its timeout of {running.timeout} s; marked stuck",
+            f"task {task_id}: exceeded its timeout of {timeout} s; marked stuck",
+            task_id=task_id,
+        )
+
+    def _cancel_requested(self, running: _Running, requested: datetime) -> None:
+        """Pass a cancel request on to the executor (`task.cancelled()` turns True) and
+        set the moment, `cancel_grace_seconds` after the request, when the task is killed."""
+        grace = self.config.cancel_grace_seconds
+        waited = max(0.0, (utcnow() - requested).total_seconds())
+        left = max(0.0, grace - waited)
+        running.kill_at = time.monotonic() + left
+        assert self.control is not None
+        try:
+            os.write(self.control, pipe.cancel(running.task_id).encode())
+        except OSError:
+            pass  # the executor is gone: `_reap` marks the task
+        self.say(
+            f"task {running.task_id}: cancel requested; killed in {left:.1f} s if still running",
             task_id=running.task_id,
         )
+
+    def _kill_cancelled(self) -> None:
+        """Kill the executor whose task is still running when its cancel's grace is over,
+        and mark the task cancelled."""
+        grace = self.config.cancel_grace_seconds
+        task_id, child = self._kill_running()
+        reason = (
+            f"Task was still running {grace} s after its cancel was requested and was "
+            "killed; marked cancelled"
+        )
+        self.store.mark_cancelled(task_id, child, reason, utcnow())
+        self.say(f"task {task_id}: killed after its cancel; marked cancelled", task_id=task_id)
+
+    def _kill_running(self) -> tuple[int, int]:
+        """Kill the executor's process group and collect it; the task it ran and its pid.
+        The next step forks a new executor for the rest of the queue."""
+        assert self.child is not None and self.running is not None
+        task_id, child = self.running.task_id, self.child
+        _kill_group(child)
+        self._reap(expected=True)
+        return task_id, child
 
     def _reap(self, expected: bool = False) -> None:
         """Collect the exited executor; a task it left running is marked stuck."""
@@ -277,9 +340,11 @@ class Supervisor:
             _kill_group(child)
         _, status = os.waitpid(child, 0)
         os.close(self.pipe)
+        if self.control is not None:
+            os.close(self.control)
         if self.exited is not None:
             os.close(self.exited)
-        self.child, self.pipe, self.exited = None, None, None
+        self.child, self.pipe, self.exited, self.control = None, None, None, None
         running, self.running = self.running, None
         if expected:
             return

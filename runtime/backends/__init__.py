@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from runtime.schema import claimable, status_is, tasks
+from runtime.schema import claimable, status_is, tasks, unique_key_after_claim
 from runtime.state import Status
 
 T = TypeVar("T")
@@ -135,6 +135,7 @@ class Backend:
             update(tasks)
             .where(tasks.c.id == self._oldest().scalar_subquery(), status_is(Status.PENDING))
             .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
+            .values(unique_key=unique_key_after_claim())
             .returning(*tasks.c)
         )
         notify = self.row_notify
@@ -164,6 +165,20 @@ class Backend:
         )
         statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
         return int(cursor.lastrowid)
+
+    def insert_unique(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int | None:
+        """Insert one task row that holds a unique key (`row["unique_key"]`) through a
+        driver cursor, unless another row holds that key; the new row's id, or None when
+        the key is taken (the caller then reads which row holds it: `holder_statement`).
+        The database decides, in the INSERT itself: no read comes before it."""
+        raise NotImplementedError
+
+    @cached_property
+    def holder_statement(self) -> Any:
+        """The id of the row holding the unique key bound as `b_key`."""
+        return select(tasks.c.id).where(tasks.c.unique_key == bindparam("b_key", type_=String))
 
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
@@ -212,7 +227,8 @@ CLAIM_COLUMNS = (
     "started_at",
     "updated_at",
 )
-"""The columns a claim sets (`TaskStore.claim` gives their values)."""
+"""The columns a claim sets (`TaskStore.claim` gives their values); it also releases a
+unique key held only while pending (`runtime.schema.unique_key_after_claim`)."""
 
 DISPATCH_COLUMNS = (
     "server_id",
@@ -228,6 +244,9 @@ DISPATCH_COLUMNS = (
     "updated_at",
 )
 """The columns a dispatch sets; the others keep their defaults (NULL)."""
+
+UNIQUE_DISPATCH_COLUMNS = (*DISPATCH_COLUMNS, "unique_key")
+"""The columns a dispatch of a unique task sets (`Backend.insert_unique`)."""
 
 
 def backend_for(url: str) -> Backend:

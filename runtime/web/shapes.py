@@ -28,6 +28,7 @@ def task_data(status: TaskStatus, with_log: bool = True) -> dict[str, Any]:
         "created_at": iso(status.created_at),
         "started_at": iso(status.started_at),
         "completed_at": iso(status.completed_at),
+        "cancel_requested_at": iso(status.cancel_requested_at),
     }
     if with_log:
         data["log"] = status.log

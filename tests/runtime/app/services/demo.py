@@ -181,3 +181,15 @@ def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
         time.sleep(seconds)
         os._exit(0)
     return {"child": pid, "supervisor": os.getppid()}
+
+
+@task("Work until its cancel is requested, looking at task.cancelled()", queue="video")
+def until_cancelled(task: TaskInstance, limit: float = 60.0) -> dict[str, Any]:
+    task.log("working")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if task.cancelled():
+            task.log("cancel seen, stopping")
+            return {"stopped": True, "pid": os.getpid()}
+        time.sleep(0.02)
+    return {"stopped": False, "pid": os.getpid()}
