@@ -2,17 +2,22 @@
 """Typed client of the app's tasks.
 
     from generated import tasks
-    task_id = tasks.<service>.<task>.dispatch(...)   # queue it, get its id
+    task_id = tasks.<service>.<task>.dispatch(...)   # queue it; a TaskId[Result]
+    tasks.<service>.<task>.dispatch(..., delay=60)   # later (or run_at=a datetime)
     ids = tasks.<service>.<task>.dispatch_many([{...}, ...])  # many, one transaction
     result = tasks.<service>.<task>.run(...)         # run it now, in this process
-    tasks.status(task_id)                            # its TaskStatus
+    tasks.status(task_id)                            # its TaskStatus[Result]
+    tasks.cancel(task_id)                            # cancel it
 """
 
 from __future__ import annotations
 
+import datetime
 import typing
 
 import runtime as _runtime
+
+_R = typing.TypeVar("_R")
 
 _BillingInvoiceChargeItem = typing.TypedDict(  # noqa: UP013
     "_BillingInvoiceChargeItem",
@@ -23,6 +28,7 @@ _BillingInvoiceChargeItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_BillingInvoiceChargeResult: typing.TypeAlias = dict[str, typing.Any]
 
 _BillingInvoiceSendReceiptItem = typing.TypedDict(  # noqa: UP013
     "_BillingInvoiceSendReceiptItem",
@@ -32,6 +38,7 @@ _BillingInvoiceSendReceiptItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_BillingInvoiceSendReceiptResult: typing.TypeAlias = dict[str, typing.Any]
 
 _CleanupServiceCleanThumbnailsItem = typing.TypedDict(  # noqa: UP013
     "_CleanupServiceCleanThumbnailsItem",
@@ -40,6 +47,7 @@ _CleanupServiceCleanThumbnailsItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_CleanupServiceCleanThumbnailsResult: typing.TypeAlias = dict[str, typing.Any]
 
 _CleanupServiceCleanupOldTasksItem = typing.TypedDict(  # noqa: UP013
     "_CleanupServiceCleanupOldTasksItem",
@@ -47,6 +55,7 @@ _CleanupServiceCleanupOldTasksItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_CleanupServiceCleanupOldTasksResult: typing.TypeAlias = dict[str, typing.Any]
 
 _CleanupServiceCleanupTempDirectoriesItem = typing.TypedDict(  # noqa: UP013
     "_CleanupServiceCleanupTempDirectoriesItem",
@@ -54,6 +63,7 @@ _CleanupServiceCleanupTempDirectoriesItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_CleanupServiceCleanupTempDirectoriesResult: typing.TypeAlias = dict[str, typing.Any]
 
 _ExportServiceGenerateExportItem = typing.TypedDict(  # noqa: UP013
     "_ExportServiceGenerateExportItem",
@@ -62,6 +72,7 @@ _ExportServiceGenerateExportItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_ExportServiceGenerateExportResult: typing.TypeAlias = dict[str, typing.Any]
 
 _ReportServiceGenerateReportItem = typing.TypedDict(  # noqa: UP013
     "_ReportServiceGenerateReportItem",
@@ -70,6 +81,7 @@ _ReportServiceGenerateReportItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_ReportServiceGenerateReportResult: typing.TypeAlias = dict[str, str]
 
 _VideoServiceTranscodeItem = typing.TypedDict(  # noqa: UP013
     "_VideoServiceTranscodeItem",
@@ -79,6 +91,7 @@ _VideoServiceTranscodeItem = typing.TypedDict(  # noqa: UP013
     },
     total=False,
 )
+_VideoServiceTranscodeResult: typing.TypeAlias = dict[str, typing.Any]
 
 
 class _BillingInvoiceChargeTask:
@@ -90,7 +103,9 @@ class _BillingInvoiceChargeTask:
         invoice_id: int,
         amount_cents: int,
         currency: str = 'EUR',
-    ) -> int:
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue default, timeout 1800 s); return its id."""
         return _runtime.Task.dispatch(
             "billing.invoice",
@@ -100,6 +115,8 @@ class _BillingInvoiceChargeTask:
                 "amount_cents": amount_cents,
                 "currency": currency,
             },
+            delay=delay,
+            run_at=run_at,
         )
 
     @staticmethod
@@ -108,9 +125,9 @@ class _BillingInvoiceChargeTask:
         invoice_id: int,
         amount_cents: int,
         currency: str = 'EUR',
-    ) -> typing.Any:
+    ) -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run(
+        _result: _BillingInvoiceChargeResult = _runtime.Task.run(
             "billing.invoice",
             "charge",
             {
@@ -119,16 +136,22 @@ class _BillingInvoiceChargeTask:
                 "currency": currency,
             },
         )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_BillingInvoiceChargeItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "billing.invoice",
             "charge",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -140,7 +163,9 @@ class _BillingInvoiceSendReceiptTask:
         *,
         invoice_id: int,
         email: str,
-    ) -> int:
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue email, timeout 300 s); return its id."""
         return _runtime.Task.dispatch(
             "billing.invoice",
@@ -149,6 +174,8 @@ class _BillingInvoiceSendReceiptTask:
                 "invoice_id": invoice_id,
                 "email": email,
             },
+            delay=delay,
+            run_at=run_at,
         )
 
     @staticmethod
@@ -156,9 +183,9 @@ class _BillingInvoiceSendReceiptTask:
         *,
         invoice_id: int,
         email: str,
-    ) -> typing.Any:
+    ) -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run(
+        _result: _BillingInvoiceSendReceiptResult = _runtime.Task.run(
             "billing.invoice",
             "send_receipt",
             {
@@ -166,16 +193,22 @@ class _BillingInvoiceSendReceiptTask:
                 "email": email,
             },
         )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_BillingInvoiceSendReceiptItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "billing.invoice",
             "send_receipt",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -186,7 +219,9 @@ class _CleanupServiceCleanThumbnailsTask:
     def dispatch(
         *,
         max_age_days: int = 30,
-    ) -> int:
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue scheduled, timeout 1800 s); return its id."""
         return _runtime.Task.dispatch(
             "cleanup_service",
@@ -194,31 +229,39 @@ class _CleanupServiceCleanThumbnailsTask:
             {
                 "max_age_days": max_age_days,
             },
+            delay=delay,
+            run_at=run_at,
         )
 
     @staticmethod
     def run(
         *,
         max_age_days: int = 30,
-    ) -> typing.Any:
+    ) -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run(
+        _result: _CleanupServiceCleanThumbnailsResult = _runtime.Task.run(
             "cleanup_service",
             "clean_thumbnails",
             {
                 "max_age_days": max_age_days,
             },
         )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_CleanupServiceCleanThumbnailsItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "cleanup_service",
             "clean_thumbnails",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -226,24 +269,42 @@ class _CleanupServiceCleanupOldTasksTask:
     """Delete completed and failed tasks older than task_retention_days"""
 
     @staticmethod
-    def dispatch() -> int:
+    def dispatch(
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue scheduled, timeout 1800 s); return its id."""
-        return _runtime.Task.dispatch("cleanup_service", "cleanup_old_tasks", {})
+        return _runtime.Task.dispatch(
+            "cleanup_service",
+            "cleanup_old_tasks",
+            {},
+            delay=delay,
+            run_at=run_at,
+        )
 
     @staticmethod
-    def run() -> typing.Any:
+    def run() -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run("cleanup_service", "cleanup_old_tasks", {})
+        _result: _CleanupServiceCleanupOldTasksResult = _runtime.Task.run(
+            "cleanup_service", "cleanup_old_tasks", {}
+        )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_CleanupServiceCleanupOldTasksItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "cleanup_service",
             "cleanup_old_tasks",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -251,24 +312,42 @@ class _CleanupServiceCleanupTempDirectoriesTask:
     """Delete task temp directories whose expiry has passed"""
 
     @staticmethod
-    def dispatch() -> int:
+    def dispatch(
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue scheduled, timeout 1800 s); return its id."""
-        return _runtime.Task.dispatch("cleanup_service", "cleanup_temp_directories", {})
+        return _runtime.Task.dispatch(
+            "cleanup_service",
+            "cleanup_temp_directories",
+            {},
+            delay=delay,
+            run_at=run_at,
+        )
 
     @staticmethod
-    def run() -> typing.Any:
+    def run() -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run("cleanup_service", "cleanup_temp_directories", {})
+        _result: _CleanupServiceCleanupTempDirectoriesResult = _runtime.Task.run(
+            "cleanup_service", "cleanup_temp_directories", {}
+        )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_CleanupServiceCleanupTempDirectoriesItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "cleanup_service",
             "cleanup_temp_directories",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -279,7 +358,9 @@ class _ExportServiceGenerateExportTask:
     def dispatch(
         *,
         limit: int | None = None,
-    ) -> int:
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue export, timeout 1800 s); return its id."""
         return _runtime.Task.dispatch(
             "export_service",
@@ -287,31 +368,39 @@ class _ExportServiceGenerateExportTask:
             {
                 "limit": limit,
             },
+            delay=delay,
+            run_at=run_at,
         )
 
     @staticmethod
     def run(
         *,
         limit: int | None = None,
-    ) -> typing.Any:
+    ) -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run(
+        _result: _ExportServiceGenerateExportResult = _runtime.Task.run(
             "export_service",
             "generate_export",
             {
                 "limit": limit,
             },
         )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_ExportServiceGenerateExportItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "export_service",
             "generate_export",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -322,7 +411,9 @@ class _ReportServiceGenerateReportTask:
     def dispatch(
         *,
         period: typing.Literal['daily', 'weekly', 'monthly'] = 'daily',
-    ) -> int:
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, str]]:
         """Queue the task (queue default, timeout 1800 s); return its id."""
         return _runtime.Task.dispatch(
             "report_service",
@@ -330,31 +421,39 @@ class _ReportServiceGenerateReportTask:
             {
                 "period": period,
             },
+            delay=delay,
+            run_at=run_at,
         )
 
     @staticmethod
     def run(
         *,
         period: typing.Literal['daily', 'weekly', 'monthly'] = 'daily',
-    ) -> typing.Any:
+    ) -> dict[str, str]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run(
+        _result: _ReportServiceGenerateReportResult = _runtime.Task.run(
             "report_service",
             "generate_report",
             {
                 "period": period,
             },
         )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_ReportServiceGenerateReportItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, str]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "report_service",
             "generate_report",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -366,7 +465,9 @@ class _VideoServiceTranscodeTask:
         *,
         video_id: int,
         quality: str = 'high',
-    ) -> int:
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> _runtime.TaskId[dict[str, typing.Any]]:
         """Queue the task (queue video, timeout 7200 s); return its id."""
         return _runtime.Task.dispatch(
             "video_service",
@@ -375,6 +476,8 @@ class _VideoServiceTranscodeTask:
                 "video_id": video_id,
                 "quality": quality,
             },
+            delay=delay,
+            run_at=run_at,
         )
 
     @staticmethod
@@ -382,9 +485,9 @@ class _VideoServiceTranscodeTask:
         *,
         video_id: int,
         quality: str = 'high',
-    ) -> typing.Any:
+    ) -> dict[str, typing.Any]:
         """Run the task now, in this process; return its result."""
-        return _runtime.Task.run(
+        _result: _VideoServiceTranscodeResult = _runtime.Task.run(
             "video_service",
             "transcode",
             {
@@ -392,16 +495,22 @@ class _VideoServiceTranscodeTask:
                 "quality": quality,
             },
         )
+        return _result
 
     @staticmethod
     def dispatch_many(
         items: typing.Iterable[_VideoServiceTranscodeItem],
-    ) -> list[int]:
+        *,
+        delay: float | None = None,
+        run_at: datetime.datetime | None = None,
+    ) -> list[_runtime.TaskId[dict[str, typing.Any]]]:
         """Queue one task per item, all in one transaction; return their ids."""
         return _runtime.Task.dispatch_many(
             "video_service",
             "transcode",
             items,
+            delay=delay,
+            run_at=run_at,
         )
 
 
@@ -451,6 +560,24 @@ report_service = _ReportServiceNamespace()
 video_service = _VideoServiceNamespace()
 
 
-def status(task_id: int) -> _runtime.TaskStatus:
-    """The status of a dispatched task; raises TaskNotFoundError for an unknown id."""
-    return _runtime.Task.status(task_id)
+@typing.overload
+def status(task_id: _runtime.TaskId[_R]) -> _runtime.TaskStatus[_R]: ...
+
+
+@typing.overload
+def status(task_id: int) -> _runtime.TaskStatus[typing.Any]: ...
+
+
+def status(task_id: int) -> _runtime.TaskStatus[typing.Any]:
+    """The status of a dispatched task, a completed one's result in its declared type;
+    raises TaskNotFoundError for an unknown id."""
+    from runtime.registry import load_status
+
+    from .registry import TASKS
+
+    return load_status(TASKS, _runtime.Task.status(task_id))
+
+
+def cancel(task_id: int) -> bool:
+    """Cancel a task (pending: at once, running: cooperatively); whether it was."""
+    return _runtime.Task.cancel(task_id)

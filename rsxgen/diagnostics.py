@@ -23,7 +23,12 @@ CODES: dict[str, str] = {
     "RSX013": "task name defined twice in one service",
     "RSX014": "service file does not parse",
     "RSX015": "config error",
-    "RSX016": "parameter name the generated parameter model cannot use",
+    "RSX016": "parameter name the generated parameter model or client cannot use",
+    "RSX017": "retries or retry_backoff not a literal in range",
+    "RSX018": "unique, unique_key or unique_while invalid, or naming a missing parameter",
+    "RSX019": "retry_on naming something that is not an exception class",
+    "RSX020": "delay invalid, or given on a scheduled task",
+    "RSX021": "return annotation that is not JSON-compatible",
 }
 
 

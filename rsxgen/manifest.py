@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from rsxgen.scanner.facts import ParamFacts
+from rsxgen.scanner.facts import ParamFacts, TaskOptions
 from rsxgen.spelling import ALIASES, SHADOWABLE, JsonType, parse_spelling
 from runtime.text import escape_controls
 
 HEADER_SOURCE_DEFAULT = "services"
+
 
 def camel(dotted: str) -> str:
     """`billing.invoice` + `send_mail` style names to `BillingInvoice` / `SendMail`."""
@@ -64,7 +65,10 @@ class Param(ParamFacts):
 
 @dataclass(frozen=True)
 class TaskDef:
-    """One task: where it is defined, how it runs, what it takes."""
+    """One task: where it is defined, how it runs, what it takes and returns.
+
+    `result` is the return type's canonical spelling (`typing.Any` without annotation);
+    `options` the retry, uniqueness and delay options."""
 
     service: str
     name: str
@@ -78,10 +82,38 @@ class TaskDef:
     source: str = ""
     line: int = 0
     col: int = 0
+    result: str = "typing.Any"
+    options: TaskOptions = TaskOptions()
 
     @property
     def scheduled(self) -> bool:
         return self.cron is not None
+
+    @cached_property
+    def result_kind(self) -> JsonType:
+        """The type `result` spells."""
+        return parse_spelling(self.result)
+
+    @property
+    def result_alias(self) -> str:
+        """Name of the alias of the result type in tasks.py, which a method body can use
+        whatever its parameters are called (they never start with `_`)."""
+        return f"_{camel(self.service)}{camel(self.name)}Result"
+
+    @property
+    def registry_options(self) -> tuple[str, ...]:
+        """The `TaskEntry` arguments of the options, as registry.py writes them (a tuple
+        of names one per line, at the indentation of an argument)."""
+        options = self.options
+        unique = "None" if options.unique is None else _strings(options.unique)
+        return (
+            f"retries={options.retries}",
+            f"retry_backoff={options.retry_backoff!r}",
+            f"retry_on={_strings(options.retry_on)}",
+            f"unique={unique}",
+            f'unique_while="{options.unique_while}"',
+            f"delay={options.delay!r}",
+        )
 
     @property
     def model_name(self) -> str:
@@ -102,18 +134,6 @@ class TaskDef:
         return repr(text)
 
     @property
-    def client_methods(self) -> tuple[tuple[str, str, str], ...]:
-        """The client class's methods: name, return annotation and docstring of each."""
-        return (
-            (
-                "dispatch",
-                "int",
-                f"Queue the task (queue {self.queue}, timeout {self.timeout} s); return its id.",
-            ),
-            ("run", "typing.Any", "Run the task now, in this process; return its result."),
-        )
-
-    @property
     def batch_type(self) -> str:
         """Name of the TypedDict of one item of `dispatch_many` in tasks.py."""
         return f"_{camel(self.service)}{camel(self.name)}Item"
@@ -125,8 +145,7 @@ class TaskDef:
         tasks.py spells it in the functional form: in a class body, a field named like a
         type (`int`) would hide that type from the annotations after it."""
         return tuple(
-            (p.name, f"typing.Required[{p.type}]" if p.required else p.type)
-            for p in self.params
+            (p.name, f"typing.Required[{p.type}]" if p.required else p.type) for p in self.params
         )
 
     @property
@@ -220,13 +239,22 @@ class Manifest:
 
     @cached_property
     def used_names(self) -> frozenset[str]:
-        """The builtins and modules the parameter annotations use."""
-        return frozenset().union(*(p.kind.names() for t in self.tasks for p in t.params))
+        """The builtins and modules the parameter and result annotations use."""
+        return frozenset().union(
+            *(p.kind.names() for t in self.tasks for p in t.params),
+            *(t.result_kind.names() for t in self.tasks),
+        )
 
     @property
     def registry_models(self) -> tuple[tuple[TaskDef, tuple[str, ...]], ...]:
         """Each task with the field lines of its parameter model in registry.py."""
         return tuple((t, tuple(p.field(self.shadowed) for p in t.params)) for t in self.tasks)
+
+    @property
+    def registry_results(self) -> tuple[tuple[TaskDef, str], ...]:
+        """Each task with its result type as registry.py spells it (through the module
+        aliases when a parameter hides a name, as the models do)."""
+        return tuple((t, t.result_kind.spell(self.shadowed)) for t in self.tasks)
 
     @property
     def registry_imports(self) -> tuple[str, ...]:
@@ -239,11 +267,6 @@ class Manifest:
                 alias = f" as {ALIASES[module]}" if module in self.shadowed else ""
                 lines.append(f"import {module}{alias}")
         return tuple(lines)
-
-    @property
-    def client_imports(self) -> tuple[str, ...]:
-        """Standard modules that tasks.py imports (`typing` for `run`'s `typing.Any`)."""
-        return ("datetime", "typing") if "datetime" in self.used_names else ("typing",)
 
     def to_data(self) -> dict[str, Any]:
         """The manifest.json content."""
@@ -269,7 +292,9 @@ class Manifest:
                                 | ({} if p.required else {"default": p.default_value})
                                 for p in t.params
                             ],
+                            "result": t.result,
                         }
+                        | t.options.to_data()
                         for t in s.tasks
                     ],
                 }
@@ -279,6 +304,14 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(self.to_data(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def _strings(values: tuple[str, ...]) -> str:
+    """A tuple of names as Python source: `()`, or one name a line, indented as the
+    arguments of a `TaskEntry(...)` (names hold no quotes or backslashes)."""
+    if not values:
+        return "()"
+    return "(\n" + "".join(f'            "{value}",\n' for value in values) + "        )"
 
 
 def _namespace_nodes(prefix: str, by_path: dict[str, tuple[TaskDef, ...]]) -> tuple[Namespace, ...]:

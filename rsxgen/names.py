@@ -46,8 +46,12 @@ def is_name(name: object) -> bool:
     )
 
 
+CLIENT_KEYWORDS = frozenset({"delay", "run_at"})
+"""The keyword arguments the generated client's `dispatch` takes besides the parameters."""
+
+
 def reserved_param(name: str) -> str | None:
-    """Why a parameter cannot be called `name` in the generated model, or None if it can."""
+    """Why a parameter cannot be called `name` in the generated model or client, or None."""
     if name.startswith("_"):
         return (
             "starts with an underscore, so pydantic would keep it out of the generated "
@@ -57,4 +61,8 @@ def reserved_param(name: str) -> str | None:
         return "is in pydantic's reserved model_ namespace (model_config, model_dump, ...)"
     if name in BASE_MODEL_NAMES:
         return f"is an attribute of pydantic's BaseModel (BaseModel.{name})"
+    if name in CLIENT_KEYWORDS:
+        return (
+            f"is a keyword of the generated client's dispatch ({name}=), which holds the task back"
+        )
     return None

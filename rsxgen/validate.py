@@ -146,6 +146,8 @@ def _task(facts: TaskFacts, scan: FileScan, config: Config, col: int) -> TaskDef
         source=scan.path,
         line=facts.at[0],
         col=col,
+        result=facts.result,
+        options=facts.options,
     )
 
 

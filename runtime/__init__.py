@@ -13,6 +13,7 @@ from runtime.errors import (
     BackendError,
     ConfigError,
     ParamsError,
+    ResultError,
     TaskError,
     TaskNotFoundError,
     UnknownTaskError,
@@ -21,14 +22,16 @@ from runtime.instance import TaskInstance
 
 if TYPE_CHECKING:
     from runtime.api import Task
-    from runtime.state import TaskStatus
+    from runtime.state import TaskId, TaskStatus
 
 __all__ = [
     "BackendError",
     "ConfigError",
     "ParamsError",
+    "ResultError",
     "Task",
     "TaskError",
+    "TaskId",
     "TaskInstance",
     "TaskNotFoundError",
     "TaskStatus",
@@ -43,8 +46,8 @@ def __getattr__(name: str) -> Any:
         from runtime.api import Task
 
         return Task
-    if name == "TaskStatus":
-        from runtime.state import TaskStatus
+    if name in ("TaskId", "TaskStatus"):
+        from runtime import state
 
-        return TaskStatus
+        return getattr(state, name)
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from runtime.clock import utcnow
 from runtime.config import Config, load_config
 from runtime.errors import BackendError, ConfigError
 from runtime.registry import TaskEntry, load_tasks, lookup
-from runtime.state import TaskStatus
+from runtime.state import TaskId, TaskStatus
 from runtime.store import Store
 from runtime.store.tasks import CANCEL_TRIES, Cancel
 
@@ -71,7 +72,14 @@ class Task:
     `Task.redispatch`, `Task.cancel`, `Task.run`."""
 
     @staticmethod
-    def dispatch(service: str, task: str, params: Mapping[str, Any] | None = None) -> int:
+    def dispatch(
+        service: str,
+        task: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+    ) -> TaskId[Any]:
         """Queue a task and return its id; a worker is started if the queue's limits allow.
 
         For a unique task (`@task(unique=...)`) whose equal task holds the key (pending, or
@@ -81,12 +89,17 @@ class Task:
         Raises `UnknownTaskError`, `ParamsError` (naming each bad field), `ConfigError` if
         the task's queue is not in the config, `BackendError` if the database fails.
         """
-        return Task.dispatch_many(service, task, [params])[0]
+        return Task.dispatch_many(service, task, [params], delay=delay, run_at=run_at)[0]
 
     @staticmethod
     def dispatch_many(
-        service: str, task: str, params: Iterable[Mapping[str, Any] | None]
-    ) -> list[int]:
+        service: str,
+        task: str,
+        params: Iterable[Mapping[str, Any] | None],
+        *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+    ) -> list[TaskId[Any]]:
         """Queue one task per params mapping, all in one transaction; their ids, in order.
 
         Every mapping is validated before anything is inserted, so a `ParamsError` (its
@@ -115,7 +128,7 @@ class Task:
                 f"queue '{entry.queue}' of task {service}.{task} is not defined in "
                 f"{ctx.config.path.name} (queues: {', '.join(ctx.config.queues)})"
             )
-        ids = ctx.store.insert_tasks(
+        ids, live = ctx.store.dispatch(
             service=service,
             task=task,
             queue=entry.queue,
@@ -126,10 +139,10 @@ class Task:
         )
         if ids:
             try:
-                ensure_worker(ctx.config, ctx.store, entry.queue)
+                ensure_worker(ctx.config, ctx.store, entry.queue, live)
             except (OSError, StorageError) as exc:
                 log.warning("tasks %s queued, but no worker could be started: %s", ids, exc)
-        return ids
+        return [TaskId(task_id) for task_id in ids]
 
     @staticmethod
     def status(task_id: int) -> TaskStatus:

@@ -15,6 +15,11 @@ class ParamsError(TaskError):
     """Raised when task parameters fail validation; the message names each bad field."""
 
 
+class ResultError(TaskError):
+    """Raised when a task's return value does not match its return annotation (the worker
+    then fails the task with this message), or a stored result no longer does."""
+
+
 class TaskNotFoundError(TaskError):
     """Raised when no task row has the requested id."""
 

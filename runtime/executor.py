@@ -33,7 +33,7 @@ from typing import Any
 from runtime import pipe
 from runtime.clock import log_line, utcnow
 from runtime.config import Config
-from runtime.errors import ParamsError, UnknownTaskError
+from runtime.errors import ParamsError, ResultError, UnknownTaskError
 from runtime.instance import TaskInstance
 from runtime.maintenance import task_folder
 from runtime.processes import start_time
@@ -83,8 +83,8 @@ class RowSink:
         self._status_sizes: dict[str, int] = {}
         self._status_dirty = False
         self._lock = threading.Lock()
-        self._dirty = threading.Event()
-        self._closed = threading.Event()
+        self._dirty: threading.Event | None = None
+        self._closed: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self._has_temp = False
 
@@ -132,12 +132,15 @@ class RowSink:
         return self.cancel_seen
 
     def _wake(self) -> None:
-        if self._thread is None:
+        if self._dirty is None:
+            # Made on the first write, so that a task that writes nothing costs no thread.
+            self._dirty, self._closed = threading.Event(), threading.Event()
             self._thread = threading.Thread(target=self._flush_loop, name="rsx-flush", daemon=True)
             self._thread.start()
         self._dirty.set()
 
     def _flush_loop(self) -> None:
+        assert self._dirty is not None and self._closed is not None
         while True:
             self._dirty.wait()
             if self._closed.wait(FLUSH_INTERVAL_S):
@@ -151,7 +154,7 @@ class RowSink:
             lines, replace = self._log.take(final) or ("", False)
             status = dict(self.status) if self._status_dirty else None
             self._status_dirty = False
-            if not self._log.rewrite:
+            if not self._log.rewrite and self._dirty is not None:
                 self._dirty.clear()
         return lines, replace, status
 
@@ -181,9 +184,10 @@ class RowSink:
 
     def close(self) -> tuple[str, bool, dict[str, Any] | None]:
         """Stop the flush thread; return the log and status not yet written (as `_take`)."""
-        self._closed.set()
-        self._dirty.set()
         if self._thread is not None:
+            assert self._closed is not None and self._dirty is not None
+            self._closed.set()
+            self._dirty.set()
             self._thread.join()
         return self._take(final=True)
 
@@ -309,7 +313,7 @@ class Executor:
                         break
                 wait = min(deadline - now, IDLE_WAIT_S)
                 self.store.wait_for_change(conn, channels[0], wait)
-        self.store.deregister(self.worker_id)
+        self.store.deregister(self.worker_id, self.queue)
         return None
 
     def slot_wanted_elsewhere(self) -> bool:
@@ -352,7 +356,7 @@ class Executor:
             kind = type(exc).__name__
             result = self.error_result(str(exc), kind)
             sink.log(log_line(f"Task failed: {kind}: {exc}", utcnow()).rstrip("\n"))
-            if not isinstance(exc, UnknownTaskError | ParamsError):
+            if not isinstance(exc, UnknownTaskError | ParamsError | ResultError):
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
         if sink.cancel_seen:
             status = Status.CANCELLED
@@ -399,7 +403,8 @@ class Executor:
         return dumps({"error": storable(shorten(message, bound)), "type": storable(kind)})
 
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
-        """Resolve the task through the registry, validate its params, call it."""
+        """Resolve the task through the registry, validate its params, call it; its result
+        checked against the return annotation (`ResultError` fails the task)."""
         entry = self.registry().get((task.service_name, task.task_name))
         if entry is None:
             raise UnknownTaskError(
@@ -410,4 +415,4 @@ class Executor:
             function, values = bind(entry, task.params)
         except ParamsError as exc:
             raise ParamsError(f"params no longer validate: {exc}") from None
-        return function(TaskInstance(task.id, values, sink), **values)
+        return entry.check_result(function(TaskInstance(task.id, values, sink), **values))

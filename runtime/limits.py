@@ -23,6 +23,13 @@ MAX_DURATION_SECONDS = 315_360_000
 
 MAX_DURATION_TEXT = "315360000 seconds (10 years)"
 
+MAX_RETRIES = 100
+"""The most retries `@task(retries=...)` accepts: backoff doubles with each attempt, so far
+fewer are useful."""
+
+DEFAULT_RETRY_BACKOFF_SECONDS = 10.0
+"""The base of the exponential backoff when `@task` gives retries but no `retry_backoff`."""
+
 MAX_RETENTION_DAYS = 36_500
 """A hundred years: the longest `task_retention_days` accepted."""
 

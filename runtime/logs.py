@@ -25,7 +25,17 @@ class _RuntimeHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str = "INFO") -> None:
-    """Send the `runtime` loggers' records to stderr as one timestamped line each."""
+    """Send the `runtime` loggers' records to stderr as one timestamped line each.
+
+    Called in the runtime's own processes (workers, processors, commands), which log a
+    line per task: records there skip what the format never shows and what costs most to
+    gather (the caller's frame, thread and process names), as the logging documentation's
+    advice on optimisation has it. The `worker_pid` field is in `extra`.
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logger = logging.getLogger("runtime")
     logger.setLevel(level.upper())
     if not any(isinstance(h, _RuntimeHandler) for h in logger.handlers):

@@ -27,6 +27,7 @@ def start_time(pid: int) -> float | None:
 
 
 @cache
+@cache
 def _clock() -> tuple[float, int] | None:
     """The boot time and the clock ticks per second that `/proc/PID/stat` times count in;
     None where there is no Linux `/proc`."""

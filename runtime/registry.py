@@ -9,23 +9,41 @@ from __future__ import annotations
 
 import importlib
 import sys
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import ConfigError, UnknownTaskError
+from runtime.errors import ConfigError, ResultError, UnknownTaskError
+from runtime.limits import DEFAULT_RETRY_BACKOFF_SECONDS
+from runtime.state import Status, TaskStatus
+from runtime.text import shorten
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from pydantic import BaseModel, TypeAdapter, ValidationError
 
     from runtime.config import Config
 
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """One task as the compiler saw it: where it lives, how it runs, what it takes."""
+    """One task as the compiler saw it: where it lives, how it runs, what it takes and
+    returns, and its `@task` options.
+
+    `retries` failed attempts are run again, after `retry_backoff` · 2^attempt seconds,
+    when the exception is an instance of one of `retry_on` (any exception when empty):
+    dotted names that import as written (`builtins.ConnectionError`,
+    `services.video_service.TransientError`, `requests.exceptions.Timeout`), the longest
+    importable prefix being the module. `unique` names the parameters whose values make
+    the uniqueness key (None: not unique), held while the task is `pending` or, with
+    `unique_while="active"`, pending or running. `delay` seconds hold back every dispatch.
+    `result` is the return annotation as a type pydantic validates (`typing.Any` when there
+    is none). Every field after `cron` has a default, so registries generated before they
+    existed still load.
+    """
 
     service: str
     task: str
@@ -37,17 +55,77 @@ class TaskEntry:
     params: type[BaseModel]
     cron: str | None = None
     retries: int = 0
-    retry_backoff: float = 10.0
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF_SECONDS
     retry_on: tuple[str, ...] = ()
     unique: tuple[str, ...] | None = None
     unique_while: str = "pending"
     delay: float = 0.0
-    result: Any = None
+    result: Any = typing.Any
 
     def load(self) -> Callable[..., Any]:
         """Import the task's module (named by the generated table) and return the function."""
         module = importlib.import_module(self.module)
         return getattr(module, self.function)  # type: ignore[no-any-return]
+
+    def check_result(self, value: Any) -> Any:
+        """A task's return value, validated against `result`, as JSON-ready data.
+
+        Validation is pydantic's lax mode, as for parameters (`5.0` for an `int` is 5, a
+        datetime becomes its ISO 8601 text). Raises `ResultError` with a one-line message
+        when the value does not match or has no JSON form. Without an annotation
+        (`typing.Any`) the value is returned unchanged and pydantic is not imported.
+        """
+        if self.result is Any:
+            return value
+        from pydantic import ValidationError
+        from pydantic_core import PydanticSerializationError
+
+        try:
+            checked = self._result_adapter.validate_python(value)
+        except ValidationError as exc:
+            raise ResultError(
+                f"result does not match the return annotation {self.result_name}: "
+                f"{_first_problem(exc)}"
+            ) from None
+        try:
+            return self._result_adapter.dump_python(checked, mode="json")
+        except (PydanticSerializationError, ValueError, RecursionError) as exc:
+            raise ResultError(f"result is not JSON-serialisable: {exc}") from None
+
+    def load_result(self, value: Any) -> Any:
+        """A stored JSON result in the declared type (an ISO string back to a `datetime`);
+        `ResultError` when it does not match (the task's return type changed since)."""
+        if self.result is Any:
+            return value
+        from pydantic import ValidationError
+
+        try:
+            return self._result_adapter.validate_python(value)
+        except ValidationError as exc:
+            raise ResultError(
+                f"stored result does not match the return annotation {self.result_name}: "
+                f"{_first_problem(exc)}"
+            ) from None
+
+    @property
+    def result_name(self) -> str:
+        """The return annotation as written in code (`dict[str, int]`, `datetime.date`)."""
+        kind = self.result
+        if kind is None:
+            return "None"
+        if isinstance(kind, type):
+            if kind.__module__ == "builtins":
+                return kind.__qualname__
+            return f"{kind.__module__}.{kind.__qualname__}"
+        return repr(kind)
+
+    @cached_property
+    def _result_adapter(self) -> TypeAdapter[Any]:
+        """Built on first use: importing the registry stays as cheap as its models."""
+        from pydantic import ConfigDict, TypeAdapter
+
+        config = ConfigDict(allow_inf_nan=False, ser_json_inf_nan="constants")
+        return TypeAdapter(self.result, config=config)
 
 
 @dataclass(frozen=True)
@@ -111,6 +189,40 @@ def lookup(tasks: Mapping[tuple[str, str], TaskEntry], service: str, task: str) 
             f"unknown task '{service}.{task}' (tasks of {service}: {', '.join(names)})"
         )
     return entry
+
+
+def load_status(
+    tasks: Mapping[tuple[str, str], TaskEntry], state: TaskStatus[Any]
+) -> TaskStatus[Any]:
+    """`state` with a completed task's result in its declared type (`TaskEntry.load_result`).
+
+    Other states, and a task no longer in the registry, keep the stored value: a failed
+    task's result is its `{"error": ..., "type": ...}` object."""
+    entry = tasks.get((state.service_name, state.task_name))
+    if entry is None or state.status != Status.COMPLETED or state.result is None:
+        return state
+    return replace(state, result=entry.load_result(state.result))
+
+
+def _first_problem(error: ValidationError) -> str:
+    """The first thing pydantic found wrong, in one line: `'x' at ['a']: input should be ...`."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    where = "".join(f"[{part!r}]" for part in first["loc"])
+    text = f"{_shown(first['input'])}{f' at {where}' if where else ''}: "
+    text += first["msg"][:1].lower() + first["msg"][1:]
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more)"
+    return text
+
+
+def _shown(value: Any) -> str:
+    """A value in a message: its repr, shortened; only its type when Python cannot print it
+    (an integer too long for decimal, alone or inside, or nesting too deep)."""
+    try:
+        return shorten(repr(value), 80)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} too large to show"
 
 
 def bind(

@@ -47,6 +47,7 @@ is not `video`) and any text fits.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -113,6 +114,8 @@ class Timestamp(TypeDecorator[Any]):
             return dialect.type_descriptor(DATETIME(fsp=6))
         if dialect.name == "postgresql":
             return dialect.type_descriptor(DateTime(timezone=True))
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_sqlite_datetime())
         return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
@@ -128,6 +131,28 @@ class Timestamp(TypeDecorator[Any]):
         if isinstance(value, datetime) and value.tzinfo is not None:
             return value.astimezone(UTC).replace(tzinfo=None)
         return value
+
+
+@cache
+def _sqlite_datetime() -> TypeEngine[Any]:
+    """SQLite's DATETIME, writing a datetime with `isoformat` (the text SQLAlchemy writes,
+    `YYYY-MM-DD HH:MM:SS.ffffff`, made in C at a third of the cost: the hot path writes
+    two or three per statement)."""
+    from sqlalchemy.dialects.sqlite import DATETIME
+
+    class _DateTime(DATETIME):
+        def bind_processor(self, dialect: Dialect) -> Any:
+            fallback: Any = super().bind_processor(dialect)
+
+            def process(value: Any) -> Any:
+                if type(value) is datetime:
+                    return value.isoformat(" ", "microseconds")
+                return fallback(value)
+
+            return process
+
+    made: TypeEngine[Any] = _DateTime()  # type: ignore[no-untyped-call]
+    return made
 
 
 class _JSONB(UserDefinedType[Any]):

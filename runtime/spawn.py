@@ -96,7 +96,7 @@ def spawn_for_pending(config: Config, store: Store, pending: Mapping[str, int]) 
     return started
 
 
-def ensure_worker(config: Config, store: Store, queue: str) -> int:
+def ensure_worker(config: Config, store: Store, queue: str, live: int | None = None) -> int:
     """After a dispatch to `queue` has committed: start a worker if the task would
     otherwise wait; how many were started.
 
@@ -105,12 +105,14 @@ def ensure_worker(config: Config, store: Store, queue: str) -> int:
     closes the race with a worker giving up its slot: either the read still sees the
     worker, whose hand-off after deregistering then sees the task, or it sees the slot
     free and starts one. A second worker is started only while the queue has more tasks
-    waiting than workers, up to `max_workers`.
+    waiting than workers, up to `max_workers`. `live` is that count when the caller read
+    it with the dispatch (`Store.dispatch`).
     """
     limits = config.queue(queue)
     if limits is None:
         return 0
-    live = store.live_workers(utcnow(), queue)[queue]
+    if live is None:
+        live = store.live_workers(utcnow(), queue)[queue]
     if live >= limits.max_workers:
         return 0
     if live > 0 and store.claimable_count(queue, live + 1) <= live:

@@ -1,4 +1,5 @@
-"""A task row as the application sees it: `TaskStatus`, frozen, built from a `_tasks` row."""
+"""A task row as the application sees it: `TaskStatus`, frozen, built from a `_tasks` row,
+and `TaskId`, a task's id typed with its result."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from types import SimpleNamespace
-from typing import Any
+from functools import partial
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 from runtime.clock import from_db
+
+ResultT = TypeVar("ResultT", default=Any)
+"""The type of a task's result; a bare `TaskId` or `TaskStatus` means `...[Any]`."""
 
 
 class Status(StrEnum):
@@ -48,12 +54,25 @@ def loads(text: str | None, default: Any = None) -> Any:
     return json.loads(text)
 
 
+class TaskId(int, Generic[ResultT]):
+    """A task's id, typed with the result of its task: `TaskId[dict[str, int]](5) == 5`.
+
+    The generated client's `dispatch` returns one, so that `tasks.status(task_id).result`
+    has the task's declared return type for mypy. It is an `int` in every other respect
+    (arithmetic, JSON, database parameters, pickling); the type argument exists only for
+    the type checker.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
-class TaskStatus:
+class TaskStatus(Generic[ResultT]):
     """A snapshot of one task: its state, status data, log and result.
 
     Timestamps are timezone-aware UTC (None until set). `get(key)` reads one status value,
-    e.g. `status.get("progress", 0)`.
+    e.g. `status.get("progress", 0)`. `result` is the stored JSON value; the generated
+    client's `status` gives a completed task's result in its declared type (`ResultT`).
     """
 
     id: int
@@ -65,7 +84,7 @@ class TaskStatus:
     params: Mapping[str, Any] = field(default_factory=dict)
     status_data: Mapping[str, Any] = field(default_factory=dict)
     log: str = ""
-    result: Any = None
+    result: ResultT | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -78,31 +97,32 @@ class TaskStatus:
     """When a cancel was asked of the task while it ran (None: never)."""
 
     @classmethod
-    def from_row(cls, row: Any) -> TaskStatus:
+    def from_row(cls, row: Any) -> TaskStatus[Any]:
         """Build from a `_tasks` row: a SQLAlchemy Row, a mapping of its columns, or any
-        object with its columns as attributes."""
-        if isinstance(row, Mapping):
-            row = SimpleNamespace(**row)
+        object with its columns as attributes. Beyond the task's identity (id, status,
+        names, mode, params, timeout) a column may be missing, as from a claim, which
+        returns only what a worker needs: it then has its default."""
+        get: Any = row.get if isinstance(row, Mapping) else partial(getattr, row)
         return cls(
-            id=int(row.id),
-            status=Status(row.status),
-            service_name=row.service_name,
-            task_name=row.task_name,
-            queue_name=row.queue_name,
-            execution_mode=ExecutionMode(row.execution_mode),
-            params=loads(row.params, {}),
-            status_data=loads(row.status_data, {}) or {},
-            log=row.status_log or "",
-            result=loads(row.result),
-            created_at=from_db(row.created_at),
-            started_at=from_db(row.started_at),
-            completed_at=from_db(row.completed_at),
-            next_run_at=from_db(row.next_run_at),
-            timeout_seconds=int(row.timeout_seconds),
-            worker_pid=row.worker_pid,
-            server_id=int(row.server_id),
-            attempts=int(getattr(row, "attempts", 0) or 0),
-            cancel_requested_at=from_db(getattr(row, "cancel_requested_at", None)),
+            id=int(get("id")),
+            status=Status(get("status")),
+            service_name=get("service_name"),
+            task_name=get("task_name"),
+            queue_name=get("queue_name"),
+            execution_mode=ExecutionMode(get("execution_mode")),
+            params=loads(get("params"), {}),
+            status_data=loads(get("status_data", None), {}) or {},
+            log=get("status_log", None) or "",
+            result=loads(get("result", None)),
+            created_at=from_db(get("created_at", None)),
+            started_at=from_db(get("started_at", None)),
+            completed_at=from_db(get("completed_at", None)),
+            next_run_at=from_db(get("next_run_at", None)),
+            timeout_seconds=int(get("timeout_seconds")),
+            worker_pid=get("worker_pid", None),
+            server_id=int(get("server_id", 1)),
+            attempts=int(get("attempts", 0)),
+            cancel_requested_at=from_db(get("cancel_requested_at", None)),
         )
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -64,21 +64,44 @@ def validate(entry: TaskEntry, params: Mapping[str, Any] | None) -> BaseModel:
     if params is not None and not isinstance(params, Mapping):
         raise ParamsError(f"params of {name} must be a dict, not {type(params).__name__}")
     values = dict(params or {})
-    too_deep = [
-        f"{_field(path)}: nested more than {MAX_DEPTH} levels deep" for path in _deep(values)
-    ]
-    if too_deep:
-        raise ParamsError(f"invalid params for {name}: {_joined(too_deep)}")
+    if any(isinstance(value, Mapping | list | tuple) for value in values.values()):
+        too_deep = [
+            f"{_field(path)}: nested more than {MAX_DEPTH} levels deep" for path in _deep(values)
+        ]
+        if too_deep:
+            raise ParamsError(f"invalid params for {name}: {_joined(too_deep)}")
     try:
         model = entry.params.model_validate(values)
     except ValidationError as exc:
         raise ParamsError(f"invalid params for {name}: {describe(exc)}") from None
     except (ValueError, RecursionError) as exc:
         raise ParamsError(f"invalid params for {name}: {shorten(str(exc), ECHO_LIMIT)}") from None
+    if _plain(model.__dict__):
+        return model
     problems = [f"{_field(path)}: {why}" for path, why in _not_json(model.model_dump())]
     if problems:
         raise ParamsError(f"invalid params for {name}: {_joined(problems)}")
     return model
+
+
+def _plain(values: Mapping[str, Any]) -> bool:
+    """Whether every value is a scalar that strict JSON surely carries (None, a bool, an
+    ASCII string, a finite float, an int within bounds), as most params are: then
+    `_not_json` has nothing to find, and its walk is skipped."""
+    for value in values.values():
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                return False
+        elif kind is int:
+            if value.bit_length() > MAX_INT_BITS:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
 
 
 def _deep(values: dict[str, Any]) -> Iterator[tuple[object, ...]]:

@@ -51,6 +51,9 @@ from runtime.registry import TaskEntry
 from runtime.store import Limits, Store
 
 HEARTBEAT_INTERVAL_S = 2.0
+GATHER_S = 0.01
+"""How long the supervisor lets the executor's messages gather after reading some: a
+task's timeout then counts from at most this much after its start."""
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _PR_SET_PDEATHSIG = 1
 
@@ -213,11 +216,15 @@ class Supervisor:
         except InterruptedError:
             ready = []
         if self.pipe in ready:
-            data = os.read(self.pipe, 4096)
+            data = os.read(self.pipe, 65536)
             if not data:
                 self._reap()
                 return
             self._received(data)
+            if not (self.retired or self.stopping):
+                # Let the next messages gather: a busy executor then writes to a pipe
+                # nobody waits on, instead of waking this process for every task.
+                time.sleep(GATHER_S)
         elif self._child_exited(ready):
             self._drain()
             self._reap()

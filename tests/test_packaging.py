@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.compiler.apps import mypy_errors
+
 REPO = Path(__file__).resolve().parent.parent
 
 USER_CODE = """\
@@ -97,7 +99,7 @@ def test_a_normal_install_builds_an_app_and_mypy_sees_runtime_types(
     (app / "wrong.py").write_text(WRONG_CODE)
     mypy = [sys.executable, "-m", "mypy", "--strict", "--python-executable", python]
     good = _run(*mypy, "good.py", cwd=app)
-    assert good.returncode == 0, good.stdout + good.stderr
+    assert mypy_errors(good) == [], good.stdout + good.stderr
     wrong = _run(*mypy, "wrong.py", cwd=app)
     assert wrong.returncode == 1
     assert 'Argument "params" to "dispatch" of "Task"' in wrong.stdout

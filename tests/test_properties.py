@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from rsxgen.diagnostics import CODES
 from rsxgen.scanner import FileScan, scan_file
 from runtime.cli import UsageError
-from runtime.errors import ParamsError
+from runtime.errors import ParamsError, ResultError
 from runtime.registry import TaskEntry
 from runtime.run import convert_all, parse_options
 from runtime.urls import masked_url, redact
@@ -234,6 +234,31 @@ def test_any_params_validate_to_strict_json_or_are_a_params_error(
         assert json.loads(json.dumps(dumped)) == dumped
 
 
+# (b2) Results: whatever a task returns, its entry checks it to JSON-ready data that loads
+# back into the declared type and checks to the same data again, or refuses it in one line.
+
+
+@SETTINGS
+@given(value=hostile | deep)
+def test_any_result_checks_to_json_that_loads_back_or_is_a_one_line_result_error(
+    kinds: Mapping[tuple[str, str], TaskEntry], value: Any
+) -> None:
+    for entry in kinds.values():
+        try:
+            data = entry.check_result(value)
+        except ResultError as error:
+            assert "\n" not in str(error)
+            continue
+        if entry.result is Any:
+            assert data is value  # unchecked; the worker's JSON check applies
+            continue
+        try:
+            text = json.dumps(data, allow_nan=False)
+        except ValueError:  # an integer too long for decimal: the worker's JSON check refuses it
+            continue
+        assert entry.check_result(entry.load_result(json.loads(text))) == data
+
+
 # (c) The scanner: any module text made of plausible and broken pieces gives a scan (tasks
 # and one-line diagnostics) that survives the build cache's check; it never raises.
 
@@ -336,6 +361,17 @@ ARGUMENTS = [
     '"a" "b"',
     "f'x'",
     "1.5",
+    "retries=3",
+    "retries=-1",
+    "retry_backoff=0",
+    "retry_on=ValueError",
+    "retry_on=(len, Nope, x.y, 'E')",
+    "unique=True",
+    "unique_key='value'",
+    "unique_key=('x', 1)",
+    "unique_while='active'",
+    "delay=5",
+    "delay=-1",
 ]
 CRONS = ['"0 3 * * *"', '"* * * * *"', '"61 * * * *"', '"@daily"', "CRON", '"0 0 31 2 *"', ""]
 IMPORTS = [

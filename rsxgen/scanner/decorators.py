@@ -1,13 +1,15 @@
 """The decorator gatherer: which functions carry `@task`/`@schedule`, and what their arguments say.
 
 It walks statements only (never into expressions), so its cost is a small fraction of
-the parse. It checks RSX002-RSX006 and RSX012; signatures are the next gatherer's concern.
+the parse. It checks RSX002-RSX006 and RSX012; signatures are the next gatherer's concern,
+and `@task`'s keyword-only options (retries, uniqueness, delay) the options gatherer's.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
@@ -20,6 +22,16 @@ from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 TASK = frozenset({"runtime.task", "runtime.decorators.task"})
 SCHEDULE = frozenset({"runtime.schedule", "runtime.decorators.schedule"})
 TASK_ARGUMENTS = ("description", "queue", "timeout")
+TASK_OPTIONS = (
+    "retries",
+    "retry_backoff",
+    "retry_on",
+    "unique",
+    "unique_key",
+    "unique_while",
+    "delay",
+)
+"""`@task`'s keyword-only arguments, checked by `rsxgen.scanner.options`."""
 SCHEDULE_ARGUMENTS = ("cron",)
 _KINDS = {**dict.fromkeys(TASK, "task"), **dict.fromkeys(SCHEDULE, "schedule")}
 
@@ -29,7 +41,8 @@ class Decorated:
     """A function with `@task` and/or `@schedule`, and what its decorators say.
 
     `misplaced` says why it cannot be a task (RSX012) or is None for a module-level
-    sync def; `scopes` are the bodies around it, for resolving its annotations.
+    sync def; `scopes` are the bodies around it, for resolving its annotations. `options`
+    are the keyword-only `@task` arguments written, by name (see `TASK_OPTIONS`).
     """
 
     function: cst.FunctionDef
@@ -44,6 +57,7 @@ class Decorated:
     timeout: int | None = None
     cron: str | None = None
     cron_node: cst.BaseExpression | None = None
+    options: dict[str, cst.BaseExpression] = field(default_factory=dict)
 
 
 class DecoratorGatherer:
@@ -184,7 +198,7 @@ class DecoratorGatherer:
             self._schedule_argument(found, found.schedule)
 
     def _task_arguments(self, found: Decorated, decorator: cst.Decorator) -> None:
-        bound = self._bind(decorator, found.function, "task", TASK_ARGUMENTS)
+        bound = self._bind(decorator, found.function, "task", TASK_ARGUMENTS, TASK_OPTIONS)
         description = bound.get("description")
         if description is None:
             self.report.error(
@@ -199,6 +213,7 @@ class DecoratorGatherer:
             self._queue(found, bound["queue"])
         if "timeout" in bound:
             self._timeout(found, bound["timeout"])
+        found.options = {name: bound[name] for name in TASK_OPTIONS if name in bound}
 
     def _description(self, found: Decorated, expr: cst.BaseExpression) -> None:
         value = self._literal(expr, found.function, "the description", "a string")
@@ -265,9 +280,15 @@ class DecoratorGatherer:
             self.report.error(cron, node, "RSX005", f"invalid cron expression '{value}': {problem}")
 
     def _bind(
-        self, decorator: cst.Decorator, node: cst.FunctionDef, kind: str, names: tuple[str, ...]
+        self,
+        decorator: cst.Decorator,
+        node: cst.FunctionDef,
+        kind: str,
+        names: tuple[str, ...],
+        keyword_only: tuple[str, ...] = (),
     ) -> dict[str, cst.BaseExpression]:
-        """The decorator's arguments by parameter name; misuse is RSX002 at the value."""
+        """The decorator's arguments by parameter name (`names` may be given by position,
+        `keyword_only` only by keyword); misuse is RSX002 at the value."""
         call = decorator.decorator
         bound: dict[str, cst.BaseExpression] = {}
         if not isinstance(call, cst.Call):
@@ -297,12 +318,15 @@ class DecoratorGatherer:
                 positional += 1
             else:
                 name = arg.keyword.value
-                if name not in names:
+                if name not in names and name not in keyword_only:
+                    known = names + keyword_only
+                    close = difflib.get_close_matches(name, known, n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
                     self.report.error(
                         arg.value,
                         node,
                         "RSX002",
-                        f"@{kind} has no argument '{name}' (it takes {', '.join(names)})",
+                        f"@{kind} has no argument '{name}' (it takes {', '.join(known)}){hint}",
                     )
                     continue
             if name in bound:

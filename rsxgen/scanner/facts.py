@@ -3,8 +3,8 @@
 Scans come back from the build cache, a file anyone who can write the storage folder can
 edit, and their names, types and defaults are written into generated code. So
 `from_data` accepts only what a scan could have produced (identifiers, canonical type
-spellings, literal defaults of their type, timeouts in range) and raises `CacheEntryError`
-for anything else; the build then scans the file again.
+spellings, literal defaults of their type, timeouts and options in range, dotted names)
+and raises `CacheEntryError` for anything else; the build then scans the file again.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -20,7 +21,7 @@ from rsxgen.diagnostics import CODES, Diagnostic
 from rsxgen.names import is_name, reserved_param
 from rsxgen.scanner.cron import CronError, check_cron
 from rsxgen.spelling import SpellingError, parse_spelling, to_json
-from runtime.limits import MAX_DURATION_SECONDS
+from runtime.limits import DEFAULT_RETRY_BACKOFF_SECONDS, MAX_DURATION_SECONDS, MAX_RETRIES
 
 Position = tuple[int, int]
 """A 1-based (line, column)."""
@@ -36,7 +37,13 @@ _TASK_KEYS = {
     "cron",
     "cron_at",
     "params",
+    "result",
+    "options",
 }
+_OPTION_KEYS = {"retries", "retry_backoff", "retry_on", "unique", "unique_while", "delay"}
+UNIQUE_WHILE = ("pending", "active")
+"""`unique_while` values: an equal task blocks a dispatch while pending, or while pending
+or running."""
 _PARAM_KEYS = {"name", "type", "default"}
 _SCAN_KEYS = {"path", "service", "module", "tasks", "diagnostics"}
 
@@ -68,13 +75,66 @@ class ParamFacts:
 
 
 @dataclass(frozen=True)
+class TaskOptions:
+    """A task's keyword-only `@task` options as the runtime takes them, defaults filled in.
+
+    `retry_on` holds the exception classes' qualified names; `unique` the uniqueness key's
+    parameter names (every parameter for `unique=True`), None when the task is not unique;
+    `retry_backoff` and `delay` are seconds.
+    """
+
+    retries: int = 0
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF_SECONDS
+    retry_on: tuple[str, ...] = ()
+    unique: tuple[str, ...] | None = None
+    unique_while: str = "pending"
+    delay: float = 0.0
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "retries": self.retries,
+            "retry_backoff": self.retry_backoff,
+            "retry_on": list(self.retry_on),
+            "unique": None if self.unique is None else list(self.unique),
+            "unique_while": self.unique_while,
+            "delay": self.delay,
+        }
+
+    @classmethod
+    def from_data(cls, data: object, scheduled: bool) -> TaskOptions:
+        """The inverse of `to_data`; `CacheEntryError` for options no scan writes."""
+        if not isinstance(data, dict) or data.keys() != _OPTION_KEYS:
+            raise CacheEntryError("options without the keys of them")
+        retries, backoff, delay = data["retries"], data["retry_backoff"], data["delay"]
+        whole = isinstance(retries, int) and not isinstance(retries, bool)
+        if not (whole and 0 <= retries <= MAX_RETRIES):
+            raise CacheEntryError(f"retries out of range: {retries!r}")
+        if not (_seconds(backoff) and backoff > 0):
+            raise CacheEntryError("a retry_backoff that is not a positive number of seconds")
+        if not _seconds(delay) or (scheduled and delay):
+            raise CacheEntryError("a delay that is not seconds, or on a scheduled task")
+        if data["unique_while"] not in UNIQUE_WHILE:
+            raise CacheEntryError("unique_while is neither 'pending' nor 'active'")
+        unique = data["unique"]
+        return cls(
+            retries=retries,
+            retry_backoff=backoff,
+            retry_on=_names(data["retry_on"], dotted=True),
+            unique=None if unique is None else _names(unique, dotted=False),
+            unique_while=data["unique_while"],
+            delay=delay,
+        )
+
+
+@dataclass(frozen=True)
 class TaskFacts:
     """One task as written, before the config gives it a queue and timeout.
 
     `queue` and `timeout` are None when not given; `queue_at` is where the queue was
     written. `cron` is the expression as written (None when not scheduled, or when it
     was not a string literal) and `cron_at` where; `scheduled` says whether an
-    `@schedule` is present. `at` is the position of the function's name.
+    `@schedule` is present. `at` is the position of the function's name. `result` is the
+    return type's canonical spelling (`typing.Any` without annotation).
     """
 
     name: str
@@ -87,6 +147,8 @@ class TaskFacts:
     cron: str | None = None
     cron_at: Position | None = None
     params: tuple[ParamFacts, ...] = ()
+    result: str = "typing.Any"
+    options: TaskOptions = TaskOptions()
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -100,6 +162,8 @@ class TaskFacts:
             "cron": self.cron,
             "cron_at": list(self.cron_at) if self.cron_at else None,
             "params": [{"name": p.name, "type": p.type, "default": p.default} for p in self.params],
+            "result": self.result,
+            "options": self.options.to_data(),
         }
 
     @classmethod
@@ -136,6 +200,9 @@ class TaskFacts:
         checked = tuple(_param(param) for param in params)
         if len({param.name for param in checked}) != len(checked):
             raise CacheEntryError(f"task {name} has a parameter twice")
+        if not isinstance(data["result"], str):
+            raise CacheEntryError("a result type that is not a string")
+        _kind(data["result"])
         return cls(
             name=name,
             description=description,
@@ -147,6 +214,8 @@ class TaskFacts:
             cron=cron,
             cron_at=_optional_position(data["cron_at"]),
             params=checked,
+            result=data["result"],
+            options=TaskOptions.from_data(data["options"], scheduled),
         )
 
 
@@ -196,6 +265,10 @@ class FileScan:
                     raise CacheEntryError(f"task {task.name} has no description")
                 if task.cron is not None:
                     _cron(task.cron)
+                if task.options.unique is not None and not set(task.options.unique) <= {
+                    param.name for param in task.params
+                }:
+                    raise CacheEntryError(f"task {task.name} is unique by a missing parameter")
         return cls(path=path, service=service, module=module, tasks=facts, diagnostics=found)
 
 
@@ -260,6 +333,24 @@ def _diagnostic(entry: object, path: str) -> Diagnostic:
     ):
         raise CacheEntryError("a diagnostic entry that is not one")
     return Diagnostic(*entry)
+
+
+def _names(value: object, dotted: bool) -> tuple[str, ...]:
+    """Distinct identifiers (`dotted`: dotted names of a module and a class) from a list."""
+    if not isinstance(value, list):
+        raise CacheEntryError("names that are not a list")
+    for name in value:
+        parts = name.split(".") if isinstance(name, str) and dotted else [name]
+        if (dotted and len(parts) < 2) or not all(map(is_name, parts)):
+            raise CacheEntryError(f"{name!r} is not a name a scan writes")
+    if len(set(value)) != len(value):
+        raise CacheEntryError("a name listed twice")
+    return tuple(value)
+
+
+def _seconds(value: object) -> bool:
+    """A float a scan writes for seconds: finite, from 0 up to the duration bound."""
+    return type(value) is float and math.isfinite(value) and 0 <= value <= MAX_DURATION_SECONDS
 
 
 def _positive(value: object) -> bool:

@@ -26,8 +26,10 @@ RUNTIME_EXPORTS = (
     "BackendError",
     "ConfigError",
     "ParamsError",
+    "ResultError",
     "Task",
     "TaskError",
+    "TaskId",
     "TaskInstance",
     "TaskNotFoundError",
     "TaskStatus",
@@ -36,6 +38,9 @@ RUNTIME_EXPORTS = (
     "task",
 )
 """What `from runtime import *` binds (`runtime.__all__`, kept here so nothing is imported)."""
+
+RUNTIME_ERRORS = frozenset(name for name in RUNTIME_EXPORTS if name.endswith("Error"))
+"""The exception classes among `RUNTIME_EXPORTS`."""
 
 LOCAL = None
 """A binding that is not an import (def, class, assignment, parameter): not resolvable."""
@@ -92,7 +97,8 @@ class ModuleNames:
 
         `top` is the index of the top-level statement that uses it; `scopes` are the
         enclosing function/class bodies, innermost last. With `forward`, a module name
-        bound only after `top` still counts (annotations may be forward references).
+        bound only after `top` still counts (annotations may be forward references);
+        without, a builtin it shadows only later is still the builtin at `top`.
         """
         dotted = node if isinstance(node, str) else get_full_name_for_node(node)
         if dotted is None:
@@ -109,7 +115,8 @@ class ModuleNames:
             before = [target for index, target in entries if index < top]
             if before:
                 return _join(before[-1], rest)
-            return _join(entries[-1][1], rest) if forward else None
+            if forward:
+                return _join(entries[-1][1], rest)
         if hasattr(builtins, head):
             return f"builtins.{dotted}"
         return None

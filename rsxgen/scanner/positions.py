@@ -60,6 +60,8 @@ class Positions:
             if isinstance(statement, cst.FunctionDef):
                 assert isinstance(twin, ast.FunctionDef | ast.AsyncFunctionDef)
                 self._parameters(statement.params, twin.args)
+                if statement.returns is not None and twin.returns is not None:
+                    self._at(statement.returns.annotation, twin.returns)
         else:
             self._at(statement, twin)
             if isinstance(statement, cst.Assign):
@@ -96,13 +98,22 @@ class Positions:
             self._arguments(decorator.decorator.args, expr)
 
     def _arguments(self, args: Sequence[cst.Arg], call: ast.Call) -> None:
+        """Each argument's value, and the elements of a tuple or list value (`unique_key`
+        and `retry_on` name parameters and classes one element at a time)."""
         positional = iter(call.args)
         keywords = iter(call.keywords)
         for arg in args:
             if arg.keyword is not None or arg.star == "**":
-                self._at(arg.value, next(keywords).value)
+                twin = next(keywords).value
             else:
-                self._at(arg.value, next(positional))
+                twin = next(positional)
+            self._at(arg.value, twin)
+            if isinstance(arg.value, cst.Tuple | cst.List) and isinstance(
+                twin, ast.Tuple | ast.List
+            ):
+                for element, item in zip(arg.value.elements, twin.elts, strict=True):
+                    node = element if isinstance(element, cst.StarredElement) else element.value
+                    self._at(node, item)
 
     def _parameters(self, params: cst.Parameters, args: ast.arguments) -> None:
         pairs: list[tuple[cst.Param, ast.arg]] = [

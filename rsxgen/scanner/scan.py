@@ -7,7 +7,8 @@ The file is read with the standard library's `ast` first: that checks that this 
 can compile it (RSX014 otherwise) and provides the positions of nodes (see
 `positions`). Files that never mention `runtime` cannot declare a task and stop there.
 Otherwise libcst parses it, the decorator gatherer finds the decorated functions and
-checks their arguments, and the signature gatherer checks each task's parameters.
+checks their arguments, the signature gatherer checks each task's parameters and return
+type, and the options gatherer its retry, uniqueness and delay options.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import libcst as cst
 from rsxgen.diagnostics import Diagnostic
 from rsxgen.names import normal
 from rsxgen.scanner.decorators import Decorated, DecoratorGatherer
-from rsxgen.scanner.facts import FileScan, Position, TaskFacts
+from rsxgen.scanner.exceptions import ExceptionNames
+from rsxgen.scanner.facts import FileScan, Position, TaskFacts, TaskOptions
 from rsxgen.scanner.names import ModuleNames
+from rsxgen.scanner.options import OptionsGatherer
 from rsxgen.scanner.positions import Positions
 from rsxgen.scanner.report import Report
 from rsxgen.scanner.signatures import SignatureGatherer
 
-RESERVED_SERVICE_NAMES = frozenset({"status", "typing", "datetime"})
+RESERVED_SERVICE_NAMES = frozenset({"status", "cancel", "typing", "datetime"})
 """Top-level names the generated `tasks.py` defines or imports itself."""
 
 
@@ -64,14 +67,19 @@ def _analyse(
     decorators = DecoratorGatherer(names, report)
     decorators.gather(parsed)
     signatures = SignatureGatherer(names, report)
+    options = OptionsGatherer(ExceptionNames(parsed.body, names, module), report)
     tasks: list[TaskFacts] = []
     defined: dict[str, Position] = {}
     spelled: dict[str, str] = {}
     for found in decorators.decorated:
-        if found.task is None or found.misplaced is not None:
+        if found.task is None:
+            continue
+        if found.misplaced is not None:
+            options.gather(found, None)
             continue
         signatures.gather(found)
-        facts = _facts(found, report, signatures)
+        chosen = options.gather(found, signatures.param_names[found.function.name.value])
+        facts = _facts(found, report, signatures, chosen)
         if facts.name in defined:
             line, _ = defined[facts.name]
             both = {spelled[facts.name], found.function.name.value}
@@ -92,7 +100,9 @@ def _analyse(
     return FileScan(path, service, module, tuple(tasks), tuple(sorted(report.diagnostics)))
 
 
-def _facts(found: Decorated, report: Report, signatures: SignatureGatherer) -> TaskFacts:
+def _facts(
+    found: Decorated, report: Report, signatures: SignatureGatherer, options: TaskOptions
+) -> TaskFacts:
     """The task as written; its name as Python reads it (`ﬁnd` defines `find`)."""
     function = found.function
     queue_at = report.at(found.queue_node, function) if found.queue_node is not None else None
@@ -108,6 +118,8 @@ def _facts(found: Decorated, report: Report, signatures: SignatureGatherer) -> T
         cron=found.cron,
         cron_at=cron_at,
         params=signatures.params.get(function.name.value, ()),
+        result=signatures.results.get(function.name.value) or "typing.Any",
+        options=options,
     )
 
 

@@ -1,8 +1,10 @@
-"""The signature gatherer: each task's parameters as `ParamFacts`s, and their problems.
+"""The signature gatherer: each task's parameters as `ParamFacts`s, its result type, and
+their problems.
 
 Checks RSX007-RSX011: the first parameter is the `TaskInstance`; every other one has a
 JSON-compatible annotation and, if any, a literal default of that type (required for a
-scheduled task, which runs without arguments); no `*args`, `**kwargs` or `/`.
+scheduled task, which runs without arguments); no `*args`, `**kwargs` or `/`. And RSX021:
+the return annotation, if any, is a JSON-compatible type too (or None).
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ from rsxgen.scanner.names import ModuleNames
 from rsxgen.scanner.report import Report, code_of
 from rsxgen.scanner.types import JsonType, Resolve, TypeProblem, json_type
 
+ANY = JsonType("any")
+
 TASK_INSTANCE = frozenset({"runtime.TaskInstance", "runtime.instance.TaskInstance"})
 
 
 class SignatureGatherer:
-    """Fills `params` (function name → parameters after the TaskInstance) for each task."""
+    """For each task (by function name): `params`, its parameters after the TaskInstance
+    that are valid; `param_names`, the names of all of them; `results`, the spelling of
+    its return type (`typing.Any` without annotation, None when it is not JSON-compatible).
+    """
 
     def __init__(self, names: ModuleNames, report: Report) -> None:
         self.names = names
         self.report = report
         self.params: dict[str, tuple[ParamFacts, ...]] = {}
+        self.param_names: dict[str, tuple[str, ...]] = {}
+        self.results: dict[str, str | None] = {}
         self._resolve: Resolve = lambda part: None
 
     def gather(self, found: Decorated) -> None:
@@ -80,6 +89,25 @@ class SignatureGatherer:
             for param in (self._param(p, node, found.schedule is not None) for p in rest)
             if param
         )
+        self.param_names[name] = tuple(normal(p.name.value) for p in rest)
+        self.results[name] = self._result(node)
+
+    def _result(self, node: cst.FunctionDef) -> str | None:
+        """The return type's spelling; RSX021 when it has no JSON form."""
+        if node.returns is None:
+            return ANY.spelling
+        annotation = node.returns.annotation
+        try:
+            return json_type(annotation, self._resolve).spelling
+        except TypeProblem as problem:
+            self._error(
+                annotation,
+                node,
+                "RSX021",
+                f"the return annotation of task '{normal(node.name.value)}': {problem} "
+                "(a result is stored as JSON: use a parameter type, None or typing.Any)",
+            )
+        return None
 
     def _misplaced_instance(
         self, node: cst.FunctionDef, first: cst.Param | None, instance: cst.Param | None

@@ -64,6 +64,17 @@ class UnsupportedDatabase(ValueError):
     """Raised for a URL whose dialect has no backend: its write serialisation is unknown."""
 
 
+def dispatch_insert() -> Any:
+    """`INSERT INTO _tasks (<DISPATCH_COLUMNS>) VALUES (...)`, each value bound as `v_<column>`."""
+    return insert(tasks).values({n: bindparam(f"v_{n}") for n in DISPATCH_COLUMNS})
+
+
+def queue_lock(queue: str) -> str:
+    """The name of the lock a dispatch to `queue` holds where inserts take one (PostgreSQL),
+    and a worker retiring from it (`WorkerStore.deregister`)."""
+    return f"rsx_queue_{queue}"
+
+
 class Backend:
     """What differs between databases.
 
@@ -75,6 +86,11 @@ class Backend:
     """
 
     name = "generic"
+    counts_workers_in_dispatch = False
+    """Whether a dispatch's transaction is ordered against a worker retiring from its
+    queue, so the dispatch may count the queue's workers inside it: SQLite runs one write
+    transaction at a time; PostgreSQL's insert and the retirement both take the queue's
+    lock (`queue_lock`)."""
 
     def create_engine(self, url: str, autocommit: bool = False) -> Engine:
         """A lazily connecting engine for `url`; with `autocommit`, one for reads whose
@@ -130,13 +146,14 @@ class Backend:
 
     @cached_property
     def claim_statement(self) -> Any:
-        """`UPDATE ... WHERE id = (oldest claimable) RETURNING *`, values bound as `v_<column>`."""
+        """`UPDATE ... WHERE id = (oldest claimable) RETURNING <CLAIMED_COLUMNS>`, values
+        bound as `v_<column>`."""
         statement = (
             update(tasks)
             .where(tasks.c.id == self._oldest().scalar_subquery(), status_is(Status.PENDING))
             .values({name: bindparam(f"v_{name}") for name in CLAIM_COLUMNS})
             .values(unique_key=unique_key_after_claim())
-            .returning(*tasks.c)
+            .returning(*(tasks.c[name] for name in CLAIMED_COLUMNS))
         )
         notify = self.row_notify
         return statement if notify is None else statement.returning(notify)
@@ -159,10 +176,7 @@ class Backend:
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
     ) -> int:
         """Insert one task row through a driver cursor (see `runtime.store.fast`); its id."""
-        statement = compile(
-            "insert_one",
-            lambda: insert(tasks).values({n: bindparam(f"v_{n}") for n in DISPATCH_COLUMNS}),
-        )
+        statement = compile("insert_one", dispatch_insert)
         statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
         return int(cursor.lastrowid)
 
@@ -179,6 +193,17 @@ class Backend:
     def holder_statement(self) -> Any:
         """The id of the row holding the unique key bound as `b_key`."""
         return select(tasks.c.id).where(tasks.c.unique_key == bindparam("b_key", type_=String))
+
+    raw_batches = False
+    """Whether `insert_many` inserts a batch through a driver cursor (else `insert_tasks`
+    does, through SQLAlchemy)."""
+
+    def insert_many(
+        self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
+        channel: str,
+    ) -> list[int]:
+        """Insert a batch of task rows through a driver cursor; their ids, in order."""
+        raise NotImplementedError
 
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]
@@ -229,6 +254,23 @@ CLAIM_COLUMNS = (
 )
 """The columns a claim sets (`TaskStore.claim` gives their values); it also releases a
 unique key held only while pending (`runtime.schema.unique_key_after_claim`)."""
+
+CLAIMED_COLUMNS = (
+    "id",
+    "status",
+    "service_name",
+    "task_name",
+    "queue_name",
+    "execution_mode",
+    "params",
+    "timeout_seconds",
+    "server_id",
+    "worker_pid",
+    "attempts",
+)
+"""The columns a claim returns: what the worker needs to run the task. The others (the
+timestamps above all, which SQLite returns as text to parse) would cost the claim more
+than the rest of its row."""
 
 DISPATCH_COLUMNS = (
     "server_id",

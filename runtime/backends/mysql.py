@@ -32,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from runtime.backends import (
     CLAIM_COLUMNS,
+    CLAIMED_COLUMNS,
     UNIQUE_DISPATCH_COLUMNS,
     Backend,
     Compile,
@@ -129,7 +130,8 @@ class MySQLBackend(Backend):
     @cached_property
     def _claim_select(self) -> Any:
         """The oldest claimable row of the queue bound as `claim_queue`, locked."""
-        oldest = select(tasks).where(claimable(bindparam("claim_queue", type_=String)))
+        columns = (tasks.c[name] for name in CLAIMED_COLUMNS)
+        oldest = select(*columns).where(claimable(bindparam("claim_queue", type_=String)))
         # Left to itself MySQL walks the primary key in id order past every ended row
         # (2 s per claim with 1,000,000 of them); the claim index gives the same order.
         oldest = oldest.with_hint(tasks, "FORCE INDEX (ix__tasks_claim)", "*")

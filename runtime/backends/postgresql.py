@@ -48,6 +48,7 @@ from runtime.backends import (
     Backend,
     Compile,
     Failure,
+    queue_lock,
 )
 from runtime.schema import tasks, use_dialect
 
@@ -96,6 +97,7 @@ class PostgreSQLBackend(Backend):
     """Many processes, possibly on several machines, sharing one PostgreSQL database."""
 
     name = "postgresql"
+    counts_workers_in_dispatch = True
 
     def create_engine(self, url: str, autocommit: bool = False) -> Engine:
         from sqlalchemy import create_engine
@@ -164,7 +166,7 @@ class PostgreSQLBackend(Backend):
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
     ) -> int | None:
         statement = compile("insert_unique", lambda: self.insert_unique_statement)
-        key = lock_key(f"rsx_queue_{queue}")
+        key = lock_key(queue_lock(queue))
         statement.execute(cursor, {**row, "lock_key": key, "channel": channel_name(channel)})
         found = cursor.fetchone()
         return None if found is None else int(found[0])
@@ -173,10 +175,32 @@ class PostgreSQLBackend(Backend):
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
     ) -> int:
         statement = compile("insert_one", lambda: self.insert_statement)
-        key = lock_key(f"rsx_queue_{queue}")
+        key = lock_key(queue_lock(queue))
         params = {**row, "lock_key": key, "channel": channel_name(channel)}
         statement.execute(cursor, params)
         return int(cursor.fetchone()[0])
+
+    raw_batches = True
+
+    def insert_many(
+        self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
+        channel: str,
+    ) -> list[int]:
+        """The single-row statement run for every row in one `executemany`, which psycopg
+        sends as a pipeline (not a round trip per row) and whose results come back in the
+        rows' order. The queue's lock is taken by the first and held to the commit."""
+        statement = compile("insert_one", lambda: self.insert_statement)
+        fixed = {"lock_key": lock_key(queue_lock(queue)), "channel": channel_name(channel)}
+        cursor.executemany(
+            statement.sql,
+            [statement.parameters({**row, **fixed}) for row in rows],
+            returning=True,
+        )
+        ids = []
+        while True:
+            ids.append(int(cursor.fetchone()[0]))
+            if not cursor.nextset():
+                return ids
 
     def insert_tasks(
         self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
@@ -184,7 +208,7 @@ class PostgreSQLBackend(Backend):
         """Insert a batch under the queue's advisory lock, held to the commit, so that a
         queue's ids become visible in order and a claim never passes over a task still being
         inserted (one row is one statement: `insert_one`)."""
-        key = lock_key(f"rsx_queue_{queue}")
+        key = lock_key(queue_lock(queue))
         conn.execute(select(func.pg_advisory_xact_lock(key)))
         statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
         ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]

@@ -9,6 +9,10 @@ differs between databases is in `runtime.backends`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
 from runtime.clock import log_line
 from runtime.store.base import ATTEMPTS, guarded
 from runtime.store.schedules import ScheduleStore
@@ -27,6 +31,44 @@ from runtime.urls import masked_url
 
 class Store(TaskStore, WorkerStore, ScheduleStore, ViewStore):
     """Access to the task tables of one database, for one server."""
+
+    def dispatch(
+        self,
+        *,
+        service: str,
+        task: str,
+        queue: str,
+        params: Sequence[Mapping[str, Any]],
+        timeout: int,
+        now: datetime,
+        unique_keys: Sequence[str] | None = None,
+    ) -> tuple[list[int], int]:
+        """Insert pending tasks in one transaction (with `unique_keys`, as
+        `TaskStore.insert_tasks`); their ids, and how many live workers serve the queue as
+        seen after the insert (what `runtime.spawn.ensure_worker` needs).
+
+        Where the backend orders a dispatch against a worker retiring from the queue
+        (`Backend.counts_workers_in_dispatch`) the count is read inside the insert's own
+        transaction, as sure as a read after the commit and one round trip fewer.
+        Elsewhere (MariaDB) it is read after the commit, through its own guard, so that a
+        failed read cannot make the insert run twice.
+        """
+        fields: dict[str, Any] = {
+            "service": service,
+            "task": task,
+            "queue": queue,
+            "params": params,
+            "timeout": timeout,
+            "now": now,
+            "unique_keys": unique_keys,
+        }
+        if self.backend.counts_workers_in_dispatch:
+            ids, live = self.insert_tasks_then(
+                lambda cursor: self.live_on_queue(cursor, queue, now), **fields
+            )
+            return ids, live or 0
+        ids = self.insert_tasks(**fields)
+        return ids, self.live_workers(now, queue)[queue] if ids else 0
 
 
 __all__ = [

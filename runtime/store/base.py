@@ -37,7 +37,7 @@ from runtime.schema import (
     metadata,
     version_table,
 )
-from runtime.store.fast import Prepared, raw_transaction
+from runtime.store.fast import HeldConnections, Prepared, raw_transaction
 from runtime.urls import masked_url, redact
 
 P = ParamSpec("P")
@@ -81,6 +81,8 @@ class StoreBase:
         self._engine: Engine | None = None
         self._read_engine: Engine | None = None
         self._backend: Backend | None = None
+        self._held: HeldConnections | None = None
+        self._held_reads: HeldConnections | None = None
         self._schema_ready = False
         _stores.add(self)
 
@@ -123,6 +125,7 @@ class StoreBase:
         for engine in (self._engine, self._read_engine):
             if engine is not None:
                 engine.dispose(close=close)
+        self._held = self._held_reads = None
 
     def backend_error(self, exc: BaseException, failure: Failure | None = None) -> BackendError:
         """A one-line `BackendError` for a database failure, without the password."""
@@ -159,7 +162,18 @@ class StoreBase:
         """A write transaction on a driver connection, yielding a cursor, for the hot path's
         prepared statements (`runtime.store.fast`)."""
         self.ensure_schema()
-        with raw_transaction(self.engine, self.backend_error, self.backend.begin_raw) as cursor:
+        if self._held is None:
+            self._held = HeldConnections(self.engine)
+        with raw_transaction(self._held, self.backend_error, self.backend.begin_raw) as cursor:
+            yield cursor
+
+    @contextmanager
+    def raw_read(self) -> Iterator[Any]:
+        """A cursor on an autocommit driver connection, for the hot path's prepared reads."""
+        self.ensure_schema()
+        if self._held_reads is None:
+            self._held_reads = HeldConnections(self.read_engine)
+        with raw_transaction(self._held_reads, self.backend_error, None) as cursor:
             yield cursor
 
     def compile(self, key: Hashable, build: Callable[[], Any]) -> Prepared:

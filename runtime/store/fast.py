@@ -12,6 +12,7 @@ and error messages apply unchanged.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -33,10 +34,13 @@ class Prepared:
         self._processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors
         self._dialect = dialect
         self._columns: list[tuple[str, Callable[[Any], Any] | None]] | None = None
+        # The statement's own values (a LIMIT, a literal default), merged under the caller's:
+        # building them per call is most of what `construct_params` costs.
+        self._constants = compiled.construct_params({}, _check=False)
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         """The driver's parameters for `values` (constants such as a LIMIT filled in)."""
-        merged = self._compiled.construct_params(values, _check=False)
+        merged = {**self._constants, **values}
         processors = self._processors
         if self._positions is not None:
             return tuple(
@@ -59,6 +63,13 @@ class Prepared:
         row = cursor.fetchone()
         if row is None:
             return None
+        return self._convert(row, cursor)
+
+    def all(self, cursor: Any) -> list[dict[str, Any]]:
+        """Every row the statement returned, converted as `first` converts one."""
+        return [self._convert(row, cursor) for row in cursor.fetchall()]
+
+    def _convert(self, row: Any, cursor: Any) -> dict[str, Any]:
         if self._columns is None:
             self._columns = [
                 (column[0], column[3]._cached_result_processor(self._dialect, described[1]))
@@ -72,35 +83,81 @@ class Prepared:
         }
 
 
+class HeldConnections:
+    """One driver connection per thread for the hot path, detached from the engine's pool.
+
+    Checking a pooled connection out and back in (events, reset, bookkeeping) costs about
+    what SQLite needs for a whole insert and commit, and a dispatching or working thread
+    runs these transactions one after another. So each thread keeps one connection of
+    its own; a thread that opens a second transaction inside its first (none does on the
+    hot path) gets a pooled one. A lost connection is closed and replaced on next use.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+
+    def take(self) -> Any:
+        """This thread's connection (a detached pool fairy), or a pooled one if it is busy."""
+        local = self._local
+        fairy = getattr(local, "fairy", None)
+        if fairy is None:
+            fairy = self.engine.raw_connection()
+            fairy.detach()
+            local.fairy, local.busy = fairy, False
+        elif local.busy:
+            return self.engine.raw_connection()
+        local.busy = True
+        return fairy
+
+    def give_back(self, fairy: Any) -> None:
+        """End a use of `take`'s connection: a pooled one goes back to the pool."""
+        if fairy is getattr(self._local, "fairy", None):
+            self._local.busy = False
+        else:
+            fairy.close()
+
+    def lose(self, fairy: Any, exc: BaseException) -> None:
+        """The connection is broken: close it, and make the next `take` connect anew."""
+        if fairy is getattr(self._local, "fairy", None):
+            self._local.fairy = None
+        fairy.invalidate(exc)
+
+
 @contextmanager
 def raw_transaction(
-    engine: Engine, url_error: Callable[[BaseException], BackendError], begin: Callable[[Any], None]
+    held: HeldConnections,
+    url_error: Callable[[BaseException], BackendError],
+    begin: Callable[[Any], None] | None,
 ) -> Iterator[Any]:
-    """A transaction on the driver connection of a pooled connection; yields a cursor.
+    """A transaction on this thread's held driver connection; yields a cursor.
 
     `begin(dbapi_connection)` starts it (SQLite's `BEGIN IMMEDIATE`; the other drivers
-    begin implicitly). It commits on success and rolls back on error. A driver error is
+    begin implicitly). It commits on success and rolls back on error. Without `begin` it
+    is a read on an autocommit connection: nothing is begun or committed. A driver error is
     raised as `DBAPIError` (with `connection_invalidated` when the connection was lost,
-    which also drops it from the pool); a connection lost while committing is a
-    `BackendError` saying the outcome is unknown, so that nobody retries it blindly.
+    which also drops it); a connection lost while committing is a `BackendError` saying
+    the outcome is unknown, so that nobody retries it blindly.
     """
-    dialect = engine.dialect
+    dialect = held.engine.dialect
     driver_error = dialect.loaded_dbapi.Error
-    fairy = engine.raw_connection()
-    connection = fairy.driver_connection
+    fairy = held.take()
+    connection = fairy.dbapi_connection
     assert connection is not None
     committing = False
     try:
         try:
-            begin(connection)
+            if begin is not None:
+                begin(connection)
             cursor = connection.cursor()
             yield cursor
-            committing = True
-            connection.commit()
+            if begin is not None:
+                committing = True
+                connection.commit()
         except driver_error as exc:
             lost = dialect.is_disconnect(exc, connection, None)
             if lost:
-                fairy.invalidate(exc)
+                held.lose(fairy, exc)
             else:
                 _rollback(connection, driver_error)
             wrapped = DBAPIError.instance(
@@ -116,7 +173,7 @@ def raw_transaction(
             _rollback(connection, driver_error)
             raise
     finally:
-        fairy.close()
+        held.give_back(fairy)
 
 
 def _rollback(connection: Any, driver_error: type[BaseException]) -> None:

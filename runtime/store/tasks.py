@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
@@ -50,6 +50,7 @@ UNIQUE_TRIES = 10
 LOG_PIECE_CHARS = 250_000
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def dumps(value: Any) -> str:
@@ -123,6 +124,7 @@ class TaskStore(StoreBase):
         """The task's current status; `TaskNotFoundError` if there is no such row."""
         from runtime.errors import TaskNotFoundError
 
+        task_id = int(task_id)  # a TaskId too: PyMySQL would send an int subclass as text
         if not -(2**63) <= task_id < 2**63:  # no column holds it; SQLite would overflow
             raise TaskNotFoundError(f"no task with id {task_id}")
         with self.read() as conn:
@@ -200,7 +202,6 @@ class TaskStore(StoreBase):
             service=service, task=task, queue=queue, params=[params], timeout=timeout, now=now
         )[0]
 
-    @guarded
     def insert_tasks(
         self,
         *,
@@ -217,28 +218,60 @@ class TaskStore(StoreBase):
         With `unique_keys` (one per item, `runtime.unique`), an item whose key another row
         holds, or an earlier item of the batch, is not inserted: its id is the holder's.
         """
+        return self.insert_tasks_then(
+            None,
+            service=service,
+            task=task,
+            queue=queue,
+            params=params,
+            timeout=timeout,
+            now=now,
+            unique_keys=unique_keys,
+        )[0]
+
+    @guarded
+    def insert_tasks_then(
+        self,
+        then: Callable[[Any], T] | None,
+        *,
+        service: str,
+        task: str,
+        queue: str,
+        params: Sequence[Mapping[str, Any]],
+        timeout: int,
+        now: datetime,
+        unique_keys: Sequence[str] | None = None,
+    ) -> tuple[list[int], T | None]:
+        """`insert_tasks`, and in the same transaction, after the insert, `then(cursor)` on
+        a driver cursor of it (None without rows or `then`)."""
         moment = to_db(now)
-        rows = [
-            self._new_row(service, task, queue, p, timeout, moment)
-            for p in params
-        ]
+        rows = [self._new_row(service, task, queue, p, timeout, moment) for p in params]
         if not rows:
-            return []
+            return [], None
         if unique_keys is not None:
             with self.raw_write() as cursor:
-                return [
+                ids = [
                     self._insert_unique(cursor, queue, {**row, "unique_key": key})
                     for row, key in zip(rows, unique_keys, strict=True)
                 ]
+                return ids, None if then is None else then(cursor)
         if len(rows) == 1:
             with self.raw_write() as cursor:
-                return [
-                    self.backend.insert_one(
-                        cursor, self.compile, queue, rows[0], queue_channel(queue)
-                    )
-                ]
+                channel = queue_channel(queue)
+                ids = [self.backend.insert_one(cursor, self.compile, queue, rows[0], channel)]
+                return ids, None if then is None else then(cursor)
+        if self.backend.raw_batches:
+            with self.raw_write() as cursor:
+                channel = queue_channel(queue)
+                ids = self.backend.insert_many(cursor, self.compile, queue, rows, channel)
+                return ids, None if then is None else then(cursor)
         with self.write() as conn:
-            return self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
+            ids = self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
+            if then is None:
+                return ids, None
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            return ids, then(driver.cursor())
 
     def _insert_unique(self, cursor: Any, queue: str, row: Mapping[str, Any]) -> int:
         """Insert a row holding a unique key, or find the row that holds it; the id.

@@ -12,10 +12,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from runtime.backends import queue_lock
 from runtime.clock import from_db, to_db
 from runtime.processes import is_alive
 from runtime.schema import status_is, tasks, workers
@@ -67,31 +69,34 @@ class WorkerStore(StoreBase):
         ).where(workers.c.server_id == self.server_id)
 
     def _queue_workers(self) -> Any:
-        """This server's worker rows of the queue bound as `b_queue` (prepared)."""
-        return self.backend.prepared(
-            "queue_workers",
-            lambda: select(
-                workers.c.id,
-                workers.c.pid,
-                workers.c.process_started,
-                workers.c.queue_name,
-                workers.c.heartbeat_at,
-            ).where(
-                workers.c.server_id == bindparam("b_server"),
-                workers.c.queue_name == bindparam("b_queue"),
-            ),
+        """This server's worker rows of the queue bound as `b_queue`."""
+        return select(
+            workers.c.id,
+            workers.c.pid,
+            workers.c.process_started,
+            workers.c.queue_name,
+            workers.c.heartbeat_at,
+        ).where(
+            workers.c.server_id == bindparam("b_server"),
+            workers.c.queue_name == bindparam("b_queue"),
         )
 
     @guarded
     def live_workers(self, now: datetime, queue: str | None = None) -> Counter[str]:
         """Live and starting workers of this server, by queue (an unlocked estimate)."""
+        if queue is not None:
+            with self.raw_read() as cursor:
+                return Counter({queue: self.live_on_queue(cursor, queue, now)})
         with self.read() as conn:
-            if queue is None:
-                rows = conn.execute(self._worker_rows()).all()
-            else:
-                params = {"b_server": self.server_id, "b_queue": queue}
-                rows = conn.execute(self._queue_workers(), params).all()
+            rows = conn.execute(self._worker_rows()).all()
         return Counter(r.queue_name for r in rows if worker_alive(r, now))
+
+    def live_on_queue(self, cursor: Any, queue: str, now: datetime) -> int:
+        """How many live and starting workers of this server serve `queue`, read through a
+        driver cursor (a dispatch's, inside its transaction or after it)."""
+        statement = self.compile("queue_workers", self._queue_workers)
+        statement.execute(cursor, {"b_server": self.server_id, "b_queue": queue})
+        return sum(1 for row in statement.all(cursor) if worker_alive(SimpleNamespace(**row), now))
 
     def _free_slots(self, conn: Connection, queue: str, limits: Limits, now: datetime) -> int:
         """Inside the workers lock: delete dead registrations, count the slots left."""
@@ -186,9 +191,15 @@ class WorkerStore(StoreBase):
         return from_db(requested)
 
     @guarded
-    def deregister(self, worker_id: int) -> None:
-        """Remove the worker's registration, freeing its slot."""
-        with self.write() as conn:
+    def deregister(self, worker_id: int, queue: str | None = None) -> None:
+        """Remove the worker's registration, freeing its slot.
+
+        A worker retiring from `queue` holds the queue's dispatch lock (`queue_lock`) while
+        it does, so that a dispatch counting the queue's workers inside its own transaction
+        (`Store.dispatch`) sees either the worker still registered, and commits its task
+        before the worker's hand-off looks for tasks, or the worker gone.
+        """
+        with self.write(None if queue is None else queue_lock(queue)) as conn:
             conn.execute(delete(workers).where(workers.c.id == worker_id))
 
     @guarded

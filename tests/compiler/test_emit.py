@@ -7,9 +7,13 @@ exercise the templates independently of the scanner.
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
+import datetime
+import importlib
 import json
 import sys
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,8 +26,10 @@ import runtime
 from rsxgen.cli import main
 from rsxgen.manifest import Manifest, Param, ServiceDef, TaskDef
 from rsxgen.render import OUTPUT_FILES, render
+from rsxgen.scanner.facts import TaskOptions
 from runtime.config import parse_config
 from runtime.registry import ScheduleEntry
+from runtime.state import ExecutionMode, Status, TaskStatus
 from tests.compiler.apps import GOOD_FIXTURES, copy_fixture
 
 
@@ -77,6 +83,15 @@ CATALOG = Manifest(
                     Param("due", "datetime.date | None", "None", None),
                     queue="billing",
                     timeout=120,
+                    result="dict[str, datetime.datetime]",
+                    options=TaskOptions(
+                        retries=2,
+                        retry_backoff=2.5,
+                        retry_on=("builtins.ConnectionError", "services.billing.invoice.Busy"),
+                        unique=("invoice_id",),
+                        unique_while="active",
+                        delay=1.5,
+                    ),
                 ),
             ),
         ),
@@ -108,32 +123,45 @@ CATALOG = Manifest(
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
-    """The catalog manifest rendered to disk and its three modules imported."""
+def catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, ModuleType]]:
+    """The catalog manifest rendered to disk as package `catalog_pkg`, its three modules
+    imported (as an app imports them: `tasks.status` reads its sibling `registry`)."""
     out = tmp_path / "catalog_pkg"
     out.mkdir()
     for name, text in render(CATALOG).items():
         (out / name).write_text(text, encoding="utf-8")
-    modules = {}
-    for stem in ("tasks", "registry", "schedule"):
-        spec = importlib.util.spec_from_file_location(f"catalog_{stem}", out / f"{stem}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, spec.name, module)
-        spec.loader.exec_module(module)
-        modules[stem] = module
-    return modules
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield {stem: importlib.import_module(f"catalog_pkg.{stem}") for stem in PACKAGE_MODULES}
+    for name in [name for name in sys.modules if name.startswith("catalog_pkg")]:
+        del sys.modules[name]
+
+
+PACKAGE_MODULES = ("tasks", "registry", "schedule")
 
 
 class _Recorder:
     """Stands in for `runtime.Task` to see what the generated client passes it."""
 
     calls: list[tuple[str, str, str, Any]] = []
+    state: TaskStatus[Any] = TaskStatus(
+        41,
+        Status.COMPLETED,
+        "billing.invoice",
+        "charge",
+        "billing",
+        ExecutionMode.QUEUED,
+        result={"at": "2024-05-01T12:00:00+00:00"},
+    )
 
     @classmethod
-    def dispatch(cls, service: str, task: str, params: dict[str, Any]) -> int:
-        cls.calls.append(("dispatch", service, task, params))
+    def dispatch(cls, service: str, task: str, params: dict[str, Any], **when: Any) -> int:
+        cls.calls.append(("dispatch", service, task, (params, when)))
         return 41
+
+    @classmethod
+    def dispatch_many(cls, service: str, task: str, items: Any, **when: Any) -> list[int]:
+        cls.calls.append(("dispatch_many", service, task, (list(items), when)))
+        return [41, 42]
 
     @classmethod
     def run(cls, service: str, task: str, params: dict[str, Any]) -> Any:
@@ -141,9 +169,14 @@ class _Recorder:
         return {"ran": task}
 
     @classmethod
-    def status(cls, task_id: int) -> str:
+    def status(cls, task_id: int) -> TaskStatus[Any]:
         cls.calls.append(("status", "", "", task_id))
-        return "the status"
+        return cls.state
+
+    @classmethod
+    def cancel(cls, task_id: int) -> bool:
+        cls.calls.append(("cancel", "", "", task_id))
+        return True
 
 
 def test_client_passes_service_task_and_every_param_to_the_runtime(
@@ -152,23 +185,28 @@ def test_client_passes_service_task_and_every_param_to_the_runtime(
     monkeypatch.setitem(vars(runtime), "Task", _Recorder)
     _Recorder.calls = []
     tasks = catalog["tasks"]
-    assert tasks.billing.invoice.charge.dispatch(invoice_id=7, amount=9.5) == 41
+    later = datetime.datetime(2030, 1, 2, tzinfo=datetime.UTC)
+    assert tasks.billing.invoice.charge.dispatch(invoice_id=7, amount=9.5, delay=3) == 41
     assert tasks.cleanup_service.reconcile.run(extra=[1]) == {"ran": "reconcile"}
-    assert tasks.greeter.hello.dispatch() == 41
-    assert tasks.status(41) == "the status"
+    assert tasks.greeter.hello.dispatch(run_at=later) == 41
+    assert tasks.greeter.hello.dispatch_many([{}, {}]) == [41, 42]
+    assert tasks.cancel(41) is True
     assert _Recorder.calls == [
         (
             "dispatch",
             "billing.invoice",
             "charge",
-            {
-                "invoice_id": 7,
-                "amount": 9.5,
-                "currency": "EUR",
-                "capture": True,
-                "note": None,
-                "due": None,
-            },
+            (
+                {
+                    "invoice_id": 7,
+                    "amount": 9.5,
+                    "currency": "EUR",
+                    "capture": True,
+                    "note": None,
+                    "due": None,
+                },
+                {"delay": 3, "run_at": None},
+            ),
         ),
         (
             "run",
@@ -176,9 +214,22 @@ def test_client_passes_service_task_and_every_param_to_the_runtime(
             "reconcile",
             {"since": None, "batches": {"a": [1, 2]}, "extra": [1]},
         ),
-        ("dispatch", "greeter", "hello", {}),
-        ("status", "", "", 41),
+        ("dispatch", "greeter", "hello", ({}, {"delay": None, "run_at": later})),
+        ("dispatch_many", "greeter", "hello", ([{}, {}], {"delay": None, "run_at": None})),
+        ("cancel", "", "", 41),
     ]
+
+
+def test_client_status_gives_a_completed_result_in_its_declared_type(
+    catalog: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(vars(runtime), "Task", _Recorder)
+    state = catalog["tasks"].status(41)
+    assert state.result == {"at": datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.UTC)}
+    assert state.log == _Recorder.state.log and state.id == 41
+    failed = dataclasses.replace(_Recorder.state, status=Status.FAILED)
+    monkeypatch.setattr(_Recorder, "state", dataclasses.replace(failed, result={"error": "x"}))
+    assert catalog["tasks"].status(41).result == {"error": "x"}
 
 
 def test_client_methods_take_keyword_arguments_only(catalog: dict[str, ModuleType]) -> None:
@@ -196,6 +247,22 @@ def test_registry_models_validate_coerce_and_fill_defaults(catalog: dict[str, Mo
         "billing",
         120,
         None,
+    )
+    assert (entry.retries, entry.retry_backoff, entry.retry_on, entry.delay) == (
+        2,
+        2.5,
+        ("builtins.ConnectionError", "services.billing.invoice.Busy"),
+        1.5,
+    )
+    assert (entry.unique, entry.unique_while) == (("invoice_id",), "active")
+    assert entry.result == dict[str, datetime.datetime]
+    hello = catalog["registry"].TASKS[("greeter", "hello")]
+    assert (hello.retries, hello.retry_on, hello.unique, hello.delay, hello.result) == (
+        0,
+        (),
+        None,
+        0.0,
+        typing.Any,
     )
     params = entry.params(invoice_id="7", amount=1, due="2024-05-01")
     assert params.model_dump(mode="json") == {
@@ -262,12 +329,25 @@ def test_every_file_carries_the_header_and_manifest_the_marker() -> None:
     ]
 
 
-def test_imports_only_what_the_parameters_use() -> None:
-    plain = Manifest(services=(ServiceDef("greeter", (_task("greeter", "hello"),)),))
+def test_registry_imports_only_what_the_parameters_and_results_use() -> None:
+    plain = Manifest(
+        services=(ServiceDef("greeter", (_task("greeter", "hello", result="list[str]"),)),)
+    )
     files = render(plain)
-    assert "import datetime" not in files["tasks.py"]
     assert "import datetime" not in files["registry.py"]
     assert "import typing" not in files["registry.py"]
+    assert "\nimport datetime\n" in files["tasks.py"]  # dispatch's run_at
+    dated = _task("greeter", "hello", result="datetime.date")
+    dated_files = render(Manifest(services=(ServiceDef("greeter", (dated,)),)))
+    assert "\nimport datetime\n" in dated_files["registry.py"]
     catalog = render(CATALOG)
     assert "\nimport datetime\n" in catalog["registry.py"]
     assert "\nimport typing\n" in catalog["registry.py"]
+
+
+def test_a_result_type_named_like_a_parameter_is_spelled_through_the_alias() -> None:
+    task = _task("greeter", "hello", Param("int", "int", "1", 1), result="dict[str, int]")
+    files = render(Manifest(services=(ServiceDef("greeter", (task,)),)))
+    assert "result=dict[str, _rsx_builtins.int]," in files["registry.py"]
+    assert "import builtins as _rsx_builtins" in files["registry.py"]
+    assert ") -> dict[str, int]:" in files["tasks.py"]

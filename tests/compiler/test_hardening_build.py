@@ -193,6 +193,16 @@ def _poison(entry: dict[str, Any], how: str) -> None:
         entry["service"] = f"hello\n{INJECTED}\n#"
     elif how == "diagnostic-code":
         entry["diagnostics"] = [["services/hello.py", 1, 1, "RSX999", "no such code"]]
+    elif how == "result":
+        task["result"] = f"int\n{INJECTED}"
+    elif how == "retry-on":
+        task["options"]["retry_on"] = [f"builtins.ValueError\n{INJECTED}"]
+    elif how == "unique-missing-param":
+        task["options"]["unique"] = ["nope"]
+    elif how == "retries":
+        task["options"]["retries"] = 1000
+    elif how == "unique-while":
+        task["options"]["unique_while"] = "forever"
     elif how == "not-a-dict":
         entry.clear()
         entry["tasks"] = "everything"
@@ -210,6 +220,11 @@ POISONS = [
     "cron",
     "service",
     "diagnostic-code",
+    "result",
+    "retry-on",
+    "unique-missing-param",
+    "retries",
+    "unique-while",
     "not-a-dict",
 ]
 

@@ -25,10 +25,13 @@ from rsxgen.manifest import Manifest
 from rsxgen.scanner import FileScan, positions, scan_file
 from rsxgen.scanner.cron import CronError, check_cron
 from rsxgen.scanner.decorators import SCHEDULE, TASK
-from rsxgen.scanner.names import RUNTIME_EXPORTS, ModuleNames
+from rsxgen.scanner.exceptions import BUILTIN_EXCEPTIONS
+from rsxgen.scanner.facts import TaskOptions
+from rsxgen.scanner.names import RUNTIME_ERRORS, RUNTIME_EXPORTS, ModuleNames
 from rsxgen.validate import config_diagnostic, validate
 from runtime.config import parse_config
 from runtime.errors import ConfigError
+from runtime.limits import DEFAULT_RETRY_BACKOFF_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "fixtures" / "bad"
@@ -462,6 +465,170 @@ def test_task_facts_as_written() -> None:
     )
 
 
+# Task options and results: retries, uniqueness, delay, return types.
+
+
+def test_task_options_and_result_as_the_runtime_takes_them() -> None:
+    scan = scan_text(
+        """\
+        import datetime
+
+        from runtime import TaskInstance, schedule, task
+
+        class Busy(ConnectionError): ...
+
+        @task("All of them", retries=3, retry_backoff=2.5, retry_on=(Busy, TimeoutError, Busy),
+              unique_key=("quality", "video_id"), unique_while="active", delay=30)
+        def transcode(task: TaskInstance, video_id: int, quality: str = "high") -> list[int]: ...
+
+        @task("Every parameter is the key", unique=True, retries=1, retry_on=KeyError)
+        def again(task: TaskInstance, b: int, a: int) -> "datetime.date | None": ...
+
+        @task("None of them")
+        @schedule("0 * * * *")
+        def plain(task: TaskInstance):
+            return 1
+        """
+    )
+    assert scan.diagnostics == ()
+    transcode, again, plain = scan.tasks
+    assert transcode.result == "list[int]"
+    assert transcode.options == TaskOptions(
+        retries=3,
+        retry_backoff=2.5,
+        retry_on=("services.example.Busy", "builtins.TimeoutError"),
+        unique=("quality", "video_id"),
+        unique_while="active",
+        delay=30.0,
+    )
+    assert again.result == "datetime.date | None"
+    assert (again.options.unique, again.options.retry_on) == (("b", "a"), ("builtins.KeyError",))
+    assert again.options.retry_backoff == DEFAULT_RETRY_BACKOFF_SECONDS
+    assert (plain.result, plain.options) == ("typing.Any", TaskOptions())
+
+
+@pytest.mark.parametrize(
+    ("header", "named", "qualified"),
+    [
+        ("from requests.exceptions import Timeout", "Timeout", "requests.exceptions.Timeout"),
+        ("import requests", "requests.exceptions.Timeout", "requests.exceptions.Timeout"),
+        ("import requests.exceptions as rex", "rex.Timeout", "requests.exceptions.Timeout"),
+        ("from . import errors", "errors.Busy", "services.errors.Busy"),
+        ("from .errors import Busy as B", "B", "services.errors.Busy"),
+        ("from runtime import TaskError", "TaskError", "runtime.TaskError"),
+        ("import runtime", "runtime.ParamsError", "runtime.ParamsError"),
+        ("import builtins", "builtins.KeyError", "builtins.KeyError"),
+        ("class E(OSError): ...\nclass F(E): ...", "F", "services.example.F"),
+        ("from lib import Base\nclass E(Base, metaclass=M): ...", "E", "services.example.E"),
+        ("class ValueError(Exception): ...", "ValueError", "services.example.ValueError"),
+        ("import typing\nclass E(typing.Generic[T], KeyError): ...", "E", "services.example.E"),
+    ],
+)
+def test_retry_on_names_resolve_to_qualified_exception_classes(
+    header: str, named: str, qualified: str
+) -> None:
+    scan = _flaky(header, named)
+    assert scan.diagnostics == ()
+    assert scan.tasks[0].options.retry_on == (qualified,)
+
+
+def _flaky(header: str, retry_on: str) -> FileScan:
+    """The scan of a module of `header` lines and one task retrying on `retry_on`."""
+    return scan_text(
+        f"from runtime import TaskInstance, task\n{header}\n\n"
+        f"@task('Flaky', retries=2, retry_on={retry_on})\n"
+        "def flaky(task: TaskInstance) -> None: ...\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "named", "problem"),
+    [
+        ("", "len", "'len' is the builtin len, not an exception class"),
+        ("", "Nope", "'Nope' is not defined before this task"),
+        ("ValueError = 3", "ValueError", "'ValueError' is a variable, not an exception class"),
+        ("class E: ...", "E", "class 'E' does not derive from an exception class"),
+        ("class E(int): ...", "E", "class 'E' does not derive from an exception class"),
+        ("class E(Exception):\n    class F(E): ...", "E.F", "'E.F' is an attribute of class 'E'"),
+        ("try:\n    class E(Exception): ...\nexcept: pass", "E", "bound inside a block"),
+        ("from .. import errors", "errors.Busy", "beyond the top-level package"),
+        ("from runtime import TaskInstance as T", "T", "is runtime.TaskInstance, not an"),
+        ("", "'ValueError'", "'ValueError' is a string; name the class itself"),
+        ("", "None", "None is not an exception class"),
+    ],
+)
+def test_retry_on_names_that_are_not_exception_classes_are_rsx019(
+    header: str, named: str, problem: str
+) -> None:
+    (diagnostic,) = _flaky(header, f"[KeyError, {named}]").diagnostics
+    assert diagnostic.code == "RSX019"
+    assert (diagnostic.line, diagnostic.col) == (
+        header.count("\n") + 4,
+        len("@task('Flaky', retries=2, retry_on=[KeyError, ") + 1,
+    )
+    assert problem in diagnostic.message
+
+
+def test_retry_on_names_are_what_is_bound_when_the_decorator_runs() -> None:
+    scan = scan_text(
+        """\
+        from runtime import TaskInstance, task
+
+        @task("Flaky", retries=2, retry_on=(Late, KeyError))
+        def flaky(task: TaskInstance) -> None: ...
+
+        class Late(Exception): ...
+        class KeyError(Exception): ...
+        """
+    )
+    assert [(d.code, d.line, d.col) for d in scan.diagnostics] == [("RSX019", 3, 37)]
+    assert scan.tasks[0].options.retry_on == ("builtins.KeyError",)
+
+
+def test_the_runtime_errors_the_scanner_knows_are_its_exception_classes() -> None:
+    errors = {
+        name
+        for name in runtime.__all__
+        if isinstance(getattr(runtime, name), type)
+        and issubclass(getattr(runtime, name), BaseException)
+    }
+    assert errors == RUNTIME_ERRORS
+
+
+def test_the_builtin_exceptions_are_python_311s() -> None:
+    import builtins
+
+    found = {
+        name
+        for name, value in vars(builtins).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    assert BUILTIN_EXCEPTIONS <= found
+    assert found - BUILTIN_EXCEPTIONS <= {"PythonFinalizationError", "_IncompleteInputError"}
+
+
+@pytest.mark.parametrize(
+    ("annotation", "spelling"),
+    [
+        ("", "typing.Any"),
+        (" -> None", "None"),
+        (" -> 'None'", "None"),
+        (" -> dict", "dict[str, typing.Any]"),
+        (" -> typing.Optional[typing.List[str]]", "list[str] | None"),
+        (" -> typing.Literal['a', None]", "typing.Literal['a'] | None"),
+    ],
+)
+def test_return_annotations_are_spelled_like_parameter_types(
+    annotation: str, spelling: str
+) -> None:
+    scan = scan_text(
+        "import typing\nfrom runtime import TaskInstance, task\n\n"
+        f"@task('Typed')\ndef typed(task: TaskInstance){annotation}: ...\n"
+    )
+    assert scan.diagnostics == ()
+    assert scan.tasks[0].result == spelling
+
+
 def test_timeout_none_means_the_default() -> None:
     scan = scan_text(
         """\
@@ -497,7 +664,9 @@ def test_null_byte_is_a_diagnostic() -> None:
     assert [(d.code, d.line, d.col) for d in scan.diagnostics] == [("RSX014", 2, 6)]
 
 
-@pytest.mark.parametrize("service", ["status", "typing", "datetime", "_private", "status.sub"])
+@pytest.mark.parametrize(
+    "service", ["status", "cancel", "typing", "datetime", "_private", "status.sub"]
+)
 def test_service_names_the_client_needs_are_refused(service: str) -> None:
     source = b"from runtime import TaskInstance, task\n"
     path = f"services/{service.replace('.', '/')}.py"

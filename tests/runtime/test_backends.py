@@ -6,6 +6,7 @@ real databases: a fresh SQLite file, PostgreSQL database or MariaDB database per
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from runtime.backends.sqlite import SQLiteBackend
 from runtime.clock import to_db, utcnow
 from runtime.config import parse_config
 from runtime.errors import BackendError
+from runtime.schema import tasks
 from runtime.store import Claimer, Limits, Store, queue_channel
 from tests.runtime.backendhelp import backend_name, write_config
 from tests.runtime.helpers import wait_until
@@ -332,6 +334,28 @@ def test_a_claim_never_passes_over_a_task_still_being_dispatched(
     for thread in others:
         thread.join(timeout=30)
     assert claimed == older, f"claimed {claimed}, while {older} was older than {newer}"
+    store.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_a_batch_gets_its_ids_in_order_across_statements(tmp_path: Path, db_url: str) -> None:
+    """A batch longer than one multi-row statement: each id is its own item's row, and
+    claims take them in the order given (FIFO within the batch)."""
+    store = Store(write_config(tmp_path, db_url))
+    _add_pending(store, 3)
+    items = [{"n": n} for n in range(1234)]
+    ids = store.insert_tasks(
+        service="svc", task="job", queue="default", params=items, timeout=60, now=utcnow()
+    )
+    assert ids == sorted(ids) and len(set(ids)) == len(items)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(tasks.c.id, tasks.c.params).where(tasks.c.id.in_(ids))).all()
+    stored = {row.id: json.loads(row.params)["n"] for row in rows}
+    assert stored == dict(zip(ids, range(1234), strict=True))
+    for _ in range(3):
+        store.claim(Claimer("default", 1, 1, 0.0), utcnow())
+    claimed = [store.claim(Claimer("default", 1, 1, 0.0), utcnow()) for _ in range(5)]
+    assert [task.id for task in claimed if task is not None] == ids[:5]
     store.dispose()
 
 

@@ -8,6 +8,7 @@ is still running, after which the worker goes on with the queue.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import runtime.api
 from runtime import Task, TaskNotFoundError
 from runtime.registry import load_schedules
 from runtime.scheduler import tick
@@ -33,10 +35,12 @@ def app(make_app: Callable[..., App]) -> App:
 
 
 def test_a_pending_task_is_cancelled_at_once_and_never_runs(app: App, tmp_path: Path) -> None:
+    runtime.api.context().tasks  # puts the generated package on sys.path
+    client = importlib.import_module(f"{app.config.output.name}.tasks")
     hold_slots(app, "video", 1)
-    task_id = Task.dispatch("demo", "gated", {"gate": str(tmp_path / "never")})
+    task_id = client.demo.gated.dispatch(gate=str(tmp_path / "never"))
 
-    assert Task.cancel(task_id) is True
+    assert client.cancel(task_id) is True
 
     status = app.status(task_id)
     assert status.status == "cancelled" and status.finished

@@ -60,12 +60,16 @@ def kill_sessions(url: str) -> int:
                         )
                     ).all()
                 )
-            ids = conn.execute(
-                text(
-                    "SELECT id FROM information_schema.processlist "
-                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            ids = (
+                conn.execute(
+                    text(
+                        "SELECT id FROM information_schema.processlist "
+                        "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             for session in ids:
                 conn.execute(text(f"KILL {int(session)}"))
             return len(ids)
@@ -81,9 +85,53 @@ def test_the_pool_replaces_a_killed_session_before_using_it(tmp_path: Path, db_u
     )
     assert kill_sessions(db_url) >= 1
     assert store.get(task_id).status == "pending"
-    assert store.insert_task(
-        service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
-    ) == task_id + 1
+    assert (
+        store.insert_task(
+            service="svc", task="job", queue="default", params={}, timeout=60, now=utcnow()
+        )
+        == task_id + 1
+    )
+    store.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", *SERVERS], indirect=True)
+def test_threads_dispatching_through_one_store_each_get_their_own_rows(
+    tmp_path: Path, db_url: str
+) -> None:
+    store = Store(write_config(tmp_path, db_url))
+    found: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def dispatch(thread: int) -> None:
+        ids = []
+        try:
+            for n in range(40):
+                params = [{"thread": thread, "n": n}]
+                ids += store.dispatch(
+                    service="svc",
+                    task="job",
+                    queue="default",
+                    params=params,
+                    timeout=60,
+                    now=utcnow(),
+                )[0]
+        except BaseException as exc:
+            errors.append(exc)
+        found.append(ids)
+
+    threads = [threading.Thread(target=dispatch, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    ids = sorted(i for chunk in found for i in chunk)
+    assert len(ids) == len(set(ids)) == 320
+    for chunk in found:
+        assert chunk == sorted(chunk)
+        params = [store.get(i).params for i in chunk]
+        assert [p["n"] for p in params] == list(range(40))
+        assert len({p["thread"] for p in params}) == 1
     store.dispose()
 
 
@@ -152,27 +200,25 @@ def test_a_write_whose_session_is_killed_mid_statement_runs_again_and_loses_noth
 ) -> None:
     gate = app.root / "gate"
     task_id = Task.dispatch("demo", "chatter", {"gate": str(gate)})
-    wait_until(
-        lambda: "line 0" in Task.status(task_id).log, 30, "the task to run and flush a line"
-    )
+    wait_until(lambda: "line 0" in Task.status(task_id).log, 30, "the task to run and flush a line")
     engine = create_engine(database_url)
     admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as holder, admin.connect() as killer:
             # Hold the task's row so that the executor's next log flush blocks in its UPDATE,
             # then kill that session while the statement is in flight.
-            holder.execute(
-                select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()
-            ).all()
+            holder.execute(select(tasks.c.id).where(tasks.c.id == task_id).with_for_update()).all()
             blocked = wait_until(
-                lambda: _blocked_task_updates(killer, database_url), 15,
+                lambda: _blocked_task_updates(killer, database_url),
+                15,
                 "the executor's log flush to wait on the row lock",
             )
             assert len(blocked) == 1
             _kill(killer, database_url, blocked[0])
             # The flush runs again on a new session, which waits on the lock in its turn.
             wait_until(
-                lambda: set(_blocked_task_updates(killer, database_url)) - set(blocked), 15,
+                lambda: set(_blocked_task_updates(killer, database_url)) - set(blocked),
+                15,
                 "the flush to run again on a new session",
             )
             holder.rollback()
@@ -201,14 +247,18 @@ def test_a_dispatch_whose_session_is_killed_while_committing_is_not_inserted_twi
     # A deferred trigger that waits for an advisory lock the test holds makes every INSERT
     # into _tasks hang in its COMMIT, where the test kills it.
     with admin.connect() as conn:
-        conn.execute(text(
-            "CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$"
-        ))
-        conn.execute(text(
-            "CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON _tasks "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit()"
-        ))
+        conn.execute(
+            text(
+                "CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON _tasks "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit()"
+            )
+        )
     failures: list[BaseException] = []
 
     def dispatch() -> None:
@@ -220,10 +270,14 @@ def test_a_dispatch_whose_session_is_killed_while_committing_is_not_inserted_twi
             failures.append(exc)
 
     def committing() -> list[int]:
-        return list(killer.execute(text(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query = 'COMMIT'"
-        )).scalars())
+        return list(
+            killer.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query = 'COMMIT'"
+                )
+            ).scalars()
+        )
 
     try:
         with admin.connect() as holder, admin.connect() as killer:
@@ -314,7 +368,11 @@ def test_commands_report_an_unusable_database_in_one_line_without_the_password(
     for command in (["runtime.status", "1"], ["runtime.process"]):
         done = subprocess.run(
             [sys.executable, "-m", *command, "--config", str(config.path)],
-            capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=tmp_path,
         )
         assert done.returncode == 2, done.stderr
         assert PASSWORD not in done.stderr + done.stdout

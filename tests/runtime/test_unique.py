@@ -1,9 +1,8 @@
 """Unique tasks: a dispatch whose equal task holds the key returns that task's id, and the
 database, not a read before the insert, decides; on every backend, with real processes.
 
-The test app's `demo.gated` is made unique here by giving its registry entry the fields
-`@task(unique=..., unique_while=...)` sets (the process's own, and in the dispatching
-processes the same way), since the dispatch reads nothing else.
+The test app's `demo.gated_once` is `@task(unique_key="gate")` and `demo.gated_alone` the
+same with `unique_while="active"`; both wait for their gate file.
 """
 
 from __future__ import annotations
@@ -28,18 +27,12 @@ from tests.runtime.helpers import App, hold_slots, release_slots, wait_until
 RACERS = 8
 
 
-def make_unique(names: tuple[str, ...], until: str = "pending") -> None:
-    """Make `demo.gated` unique by `names` in this process, as `@task` would."""
-    ctx = runtime.api.context()
-    entry = ctx.tasks[("demo", "gated")]
-    ctx._tasks = {**ctx.tasks, ("demo", "gated"): replace(entry, unique=names, unique_while=until)}
-
-
 def rows_of(app: App, *conditions: object) -> list[tuple[int, str, str | None]]:
+    """(id, status, unique_key) of the rows of the two unique tasks, by id."""
     with app.store.read() as conn:
         found = conn.execute(
             select(tasks.c.id, tasks.c.status, tasks.c.unique_key)
-            .where(tasks.c.task_name == "gated", *conditions)
+            .where(tasks.c.task_name.in_(["gated_once", "gated_alone"]), *conditions)
             .order_by(tasks.c.id)
         ).all()
     return [(int(row.id), row.status, row.unique_key) for row in found]
@@ -53,19 +46,16 @@ def gates(tmp_path: Path) -> Callable[[str], str]:
 RACER = textwrap.dedent(
     """
     import sys, time
-    from dataclasses import replace
     from pathlib import Path
     import runtime.api
     from runtime import Task
 
     barrier, gate = Path(sys.argv[1]), sys.argv[2]
-    ctx = runtime.api.context()
-    entry = ctx.tasks[("demo", "gated")]
-    ctx._tasks = {("demo", "gated"): replace(entry, unique=("gate",))}
+    runtime.api.context().tasks  # the registry loaded before the race
     Path(sys.argv[3]).touch()
     while not barrier.exists():
         time.sleep(0.001)
-    print(Task.dispatch("demo", "gated", {"gate": gate}), flush=True)
+    print(Task.dispatch("demo", "gated_once", {"gate": gate}), flush=True)
     """
 )
 
@@ -92,17 +82,16 @@ def test_eight_processes_dispatching_the_same_unique_task_at_once_leave_one_row(
     assert len(ids) == 1, outputs
     (only,) = rows_of(app)
     assert only[0] in ids and only[1] == "pending"
-    assert only[2] is not None and only[2].startswith(f"{WHILE_PENDING}demo.gated:")
+    assert only[2] is not None and only[2].startswith(f"{WHILE_PENDING}demo.gated_once:")
 
 
 def test_a_pending_mode_key_is_released_when_a_worker_claims_the_task(
     app: App, gates: Callable[[str], str]
 ) -> None:
-    make_unique(("gate",))
     hold_slots(app, "video", 2)
-    first = Task.dispatch("demo", "gated", {"gate": gates("a")})
-    assert Task.dispatch("demo", "gated", {"gate": gates("a"), "timeout": 5}) == first
-    other = Task.dispatch("demo", "gated", {"gate": gates("b")})
+    first = Task.dispatch("demo", "gated_once", {"gate": gates("a")})
+    assert Task.dispatch("demo", "gated_once", {"gate": gates("a"), "timeout": 5}) == first
+    other = Task.dispatch("demo", "gated_once", {"gate": gates("b")})
     assert other != first
 
     release_slots(app, keep=1)  # room for one worker: it takes `first` and waits
@@ -110,9 +99,9 @@ def test_a_pending_mode_key_is_released_when_a_worker_claims_the_task(
     app.wait_status(first, "running")
     assert rows_of(app, tasks.c.id == first)[0][2] is None
 
-    again = Task.dispatch("demo", "gated", {"gate": gates("a")})
+    again = Task.dispatch("demo", "gated_once", {"gate": gates("a")})
     assert again not in (first, other)
-    assert Task.dispatch("demo", "gated", {"gate": gates("a")}) == again
+    assert Task.dispatch("demo", "gated_once", {"gate": gates("a")}) == again
 
     for name in ("a", "b"):
         Path(gates(name)).touch()
@@ -125,17 +114,16 @@ def test_a_pending_mode_key_is_released_when_a_worker_claims_the_task(
 def test_an_active_mode_key_is_held_until_the_task_ends(
     app: App, gates: Callable[[str], str]
 ) -> None:
-    make_unique(("gate",), "active")
-    first = Task.dispatch("demo", "gated", {"gate": gates("a")})
+    first = Task.dispatch("demo", "gated_alone", {"gate": gates("a")})
     app.wait_status(first, "running")
 
-    assert Task.dispatch("demo", "gated", {"gate": gates("a")}) == first
+    assert Task.dispatch("demo", "gated_alone", {"gate": gates("a")}) == first
     (row,) = rows_of(app)
     assert row[2] is not None and row[2].startswith(WHILE_ACTIVE)
 
     Path(gates("a")).touch()
     assert app.wait_status(first).status == "completed"
-    second = Task.dispatch("demo", "gated", {"gate": gates("a")})
+    second = Task.dispatch("demo", "gated_alone", {"gate": gates("a")})
     assert second != first
     assert app.wait_status(second).status == "completed"
     assert [key for _, _, key in rows_of(app)] == [None, None]
@@ -144,13 +132,12 @@ def test_an_active_mode_key_is_held_until_the_task_ends(
 def test_dispatch_many_gives_duplicates_the_id_of_the_task_holding_their_key(
     app: App, gates: Callable[[str], str]
 ) -> None:
-    make_unique(("gate",))
     hold_slots(app, "video", 2)
-    held = Task.dispatch("demo", "gated", {"gate": gates("a")})
+    held = Task.dispatch("demo", "gated_once", {"gate": gates("a")})
 
     ids = Task.dispatch_many(
         "demo",
-        "gated",
+        "gated_once",
         [{"gate": gates("b")}, {"gate": gates("a")}, {"gate": gates("c")}, {"gate": gates("b")}],
     )
 
@@ -162,12 +149,11 @@ def test_dispatch_many_gives_duplicates_the_id_of_the_task_holding_their_key(
 def test_cancelling_stuck_marking_and_failing_release_an_active_key(
     app: App, gates: Callable[[str], str]
 ) -> None:
-    make_unique(("gate",), "active")
     hold_slots(app, "video", 2)
-    pending = Task.dispatch("demo", "gated", {"gate": gates("a")})
+    pending = Task.dispatch("demo", "gated_alone", {"gate": gates("a")})
     assert Task.cancel(pending) is True
     assert rows_of(app, tasks.c.id == pending) == [(pending, "cancelled", None)]
-    replacement = Task.dispatch("demo", "gated", {"gate": gates("a")})
+    replacement = Task.dispatch("demo", "gated_alone", {"gate": gates("a")})
     assert replacement != pending
 
     release_slots(app)
@@ -178,16 +164,20 @@ def test_cancelling_stuck_marking_and_failing_release_an_active_key(
     assert app.wait_status(replacement).status == "stuck"
     assert rows_of(app, tasks.c.id == replacement)[0][2] is None
 
-    failing = Task.dispatch("demo", "gated", {"gate": gates("c"), "timeout": 0.2})
+    failing = Task.dispatch("demo", "gated_alone", {"gate": gates("c"), "timeout": 0.2})
     assert app.wait_status(failing).status == "failed"
-    fresh = Task.dispatch("demo", "gated", {"gate": gates("c"), "timeout": 0.2})
+    fresh = Task.dispatch("demo", "gated_alone", {"gate": gates("c"), "timeout": 0.2})
     assert fresh != failing
     assert app.wait_status(fresh).status == "failed"
     assert all(key is None for _, _, key in rows_of(app))
 
 
 def test_the_key_hashes_the_named_params_canonically_and_fits_its_column(app: App) -> None:
-    entry = replace(runtime.api.context().tasks[("demo", "echo")], unique=("options", "count"))
+    registry = runtime.api.context().tasks
+    once, alone = registry[("demo", "gated_once")], registry[("demo", "gated_alone")]
+    assert (once.unique, once.unique_while) == (("gate",), "pending")
+    assert (alone.unique, alone.unique_while) == (("gate",), "active")
+    entry = replace(registry[("demo", "echo")], unique=("options", "count"))
     first, same, other = unique_keys(
         entry,
         [

@@ -48,11 +48,9 @@ def upgrade() -> None:
             for column in missing:
                 batch.add_column(column)
     if not _has_index(bind, UNIQUE_KEY_INDEX):
-        where: dict[str, Any] = {
-            f"{bind.dialect.name}_where": sa.text(HAS_UNIQUE_KEY)
-            for name in ("sqlite", "postgresql")
-            if bind.dialect.name == name
-        }
+        where: dict[str, Any] = {}
+        if bind.dialect.name in ("sqlite", "postgresql"):
+            where[f"{bind.dialect.name}_where"] = sa.text(HAS_UNIQUE_KEY)
         op.create_index(UNIQUE_KEY_INDEX, "_tasks", ["unique_key"], unique=True, **where)
 
 

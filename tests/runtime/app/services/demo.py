@@ -183,6 +183,16 @@ def fork_child(task: TaskInstance, seconds: float) -> dict[str, int]:
     return {"child": pid, "supervisor": os.getppid()}
 
 
+@task("Return a value that does not match the return annotation")
+def wrong_shape(task: TaskInstance) -> dict[str, int]:
+    return {"count": "many"}  # type: ignore[dict-item]
+
+
+@task("Return a moment, stored as ISO 8601 text")
+def dated(task: TaskInstance, year: int) -> dict[str, datetime.datetime]:
+    return {"at": datetime.datetime(year, 5, 1, 12, tzinfo=datetime.UTC)}
+
+
 @task("Work until its cancel is requested, looking at task.cancelled()", queue="video")
 def until_cancelled(task: TaskInstance, limit: float = 60.0) -> dict[str, Any]:
     task.log("working")
@@ -193,3 +203,18 @@ def until_cancelled(task: TaskInstance, limit: float = 60.0) -> dict[str, Any]:
             return {"stopped": True, "pid": os.getpid()}
         time.sleep(0.02)
     return {"stopped": False, "pid": os.getpid()}
+
+
+@task("Wait for a gate file; one pending task per gate", queue="video", unique_key="gate")
+def gated_once(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str, Any]:
+    return gated(task, gate, timeout)
+
+
+@task(
+    "Wait for a gate file; one pending or running task per gate",
+    queue="video",
+    unique_key="gate",
+    unique_while="active",
+)
+def gated_alone(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str, Any]:
+    return gated(task, gate, timeout)
