@@ -207,17 +207,8 @@ class CancelRequests:
         """Whether a cancel of `task_id` has arrived (any task of this executor may call
         this, from any thread)."""
         with self._lock:
-            while True:
-                try:
-                    data = os.read(self.fd, 4096)
-                except BlockingIOError:
-                    break
-                if not data:
-                    break
-                self.buffer += data
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = pipe.Message.decode(line)
+            messages, self.buffer = pipe.split(self.buffer + pipe.read_ready(self.fd))
+            for message in messages:
                 if message.kind is pipe.Kind.CANCEL:
                     self.latest = message.task_id
             return self.latest == task_id

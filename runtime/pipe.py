@@ -9,6 +9,7 @@ cancel of the running task was requested.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -67,3 +68,24 @@ def end(task_id: int) -> Message:
 def cancel(task_id: int) -> Message:
     """A cancel of the running task was requested (supervisor to executor)."""
     return Message(Kind.CANCEL, task_id)
+
+
+def read_ready(fd: int) -> bytes:
+    """Everything the pipe `fd`, set non-blocking, holds now, without waiting for more (or
+    for its end, which a forked child may keep open)."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def split(buffer: bytes) -> tuple[list[Message], bytes]:
+    """The whole messages at the start of `buffer`, and the rest (a line still arriving)."""
+    *lines, rest = buffer.split(b"\n")
+    return [Message.decode(line) for line in lines], rest

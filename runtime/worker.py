@@ -249,10 +249,9 @@ class Supervisor:
             self._kill_cancelled()
 
     def _received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\n", 1)
-            self._message(pipe.Message.decode(line))
+        messages, self.buffer = pipe.split(self.buffer + data)
+        for message in messages:
+            self._message(message)
 
     def _child_exited(self, ready: list[int]) -> bool:
         """Whether the executor has exited (it is left to be reaped)."""
@@ -267,14 +266,7 @@ class Supervisor:
         end of the pipe (a child it forked may still hold the pipe open)."""
         assert self.pipe is not None
         os.set_blocking(self.pipe, False)
-        while True:
-            try:
-                data = os.read(self.pipe, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            self._received(data)
+        self._received(pipe.read_ready(self.pipe))
 
     def _message(self, message: pipe.Message) -> None:
         if message.kind is pipe.Kind.START:

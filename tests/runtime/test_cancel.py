@@ -35,7 +35,7 @@ def app(make_app: Callable[..., App]) -> App:
 
 
 def test_a_pending_task_is_cancelled_at_once_and_never_runs(app: App, tmp_path: Path) -> None:
-    runtime.api.context().tasks  # puts the generated package on sys.path
+    assert runtime.api.context().tasks  # loading it puts the generated package on sys.path
     client = importlib.import_module(f"{app.config.output.name}.tasks")
     hold_slots(app, "video", 1)
     task_id = client.demo.gated.dispatch(gate=str(tmp_path / "never"))
