@@ -266,7 +266,7 @@ class _CleanupServiceCleanThumbnailsTask:
 
 
 class _CleanupServiceCleanupOldTasksTask:
-    """Delete completed and failed tasks older than task_retention_days"""
+    """Delete completed/failed/cancelled tasks after task_retention_days"""
 
     @staticmethod
     def dispatch(

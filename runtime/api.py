@@ -15,11 +15,12 @@ from typing import Any
 
 from runtime.clock import to_db, utcnow
 from runtime.config import Config, load_config
-from runtime.errors import ConfigError, ParamsError
+from runtime.errors import BackendError, ConfigError, ParamsError
 from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 from runtime.registry import TaskEntry, load_tasks, lookup
 from runtime.state import TaskId, TaskStatus
 from runtime.store import Store
+from runtime.store.tasks import CANCEL_TRIES, Cancel
 
 log = logging.getLogger("runtime")
 
@@ -92,7 +93,7 @@ def due_time(now: datetime, delay: float | None, run_at: datetime | None) -> dat
 
 class Task:
     """The runtime's API: `Task.dispatch`, `Task.dispatch_many`, `Task.status`,
-    `Task.redispatch`, `Task.run`."""
+    `Task.redispatch`, `Task.cancel`, `Task.run`."""
 
     @staticmethod
     def dispatch(
@@ -107,6 +108,10 @@ class Task:
 
         With `delay` (seconds) or `run_at` (a datetime; naive means UTC) no worker starts
         it before then; without either, the task's own `@task(delay=...)` applies.
+
+        For a unique task (`@task(unique=...)`) whose equal task holds the key (pending, or
+        with `unique_while="active"` also running), nothing is inserted and that task's id
+        is returned: compare it with ids you hold to tell the cases apart.
 
         Raises `UnknownTaskError`, `ParamsError` (naming each bad field, or a bad `delay` or
         `run_at`), `ConfigError` if the task's queue is not in the config, `BackendError` if
@@ -127,10 +132,13 @@ class Task:
 
         Every mapping is validated before anything is inserted, so a `ParamsError` (its
         message says which item) leaves no row behind. `delay` and `run_at` apply to every
-        task of the batch. Raises like `dispatch`.
+        task of the batch. For a unique task each item has its own key: an item equal to an
+        earlier one of the batch, or to a task that holds the key, gets that task's id.
+        Raises like `dispatch`.
         """
         from runtime.errors import StorageError
         from runtime.spawn import ensure_worker
+        from runtime.unique import unique_keys
         from runtime.validation import validate
 
         ctx = context()
@@ -159,6 +167,7 @@ class Task:
             timeout=entry.timeout,
             now=now,
             run_at=due,
+            unique_keys=unique_keys(entry, values),
         )
         stored_due = to_db(due)
         if ids and (stored_due is None or stored_due <= ctx.store.work_horizon()):
@@ -180,9 +189,38 @@ class Task:
         return Task.dispatch(old.service_name, old.task_name, dict(old.params))
 
     @staticmethod
+    def cancel(task_id: int) -> bool:
+        """Cancel a task: True if it was pending (now `cancelled`) or running (its worker
+        is asked to stop it: `task.cancelled()` turns True, and it is killed after
+        `cancel_grace_seconds` if still running); False if it had already ended.
+        `TaskNotFoundError` for an unknown id."""
+        outcome, _ = cancel(task_id)
+        return outcome is not Cancel.ENDED
+
+    @staticmethod
     def run(service: str, task: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run a task now, in this process (immediate mode): no row, no timeout."""
         from runtime.immediate import run
 
         ctx = context()
         return run(ctx.config, ctx.tasks, service, task, params)
+
+
+def cancel(task_id: int) -> tuple[Cancel, TaskStatus]:
+    """What `Task.cancel` does, with the detail `python -m runtime.cancel` prints: whether the
+    task was cancelled, asked to stop or had ended, and the task as it is now.
+
+    A schedule's upcoming run is cancelled with its slot skipped; the schedule's next slot
+    becomes its upcoming run.
+    """
+    from runtime.registry import load_schedules
+    from runtime.scheduler import skip_upcoming
+
+    ctx = context()
+    for _ in range(CANCEL_TRIES):
+        outcome, status = ctx.store.cancel(task_id, utcnow())
+        if outcome is not Cancel.UPCOMING:
+            return outcome, status
+        if skip_upcoming(ctx.store, ctx.config, load_schedules(ctx.config), status, utcnow()):
+            return Cancel.CANCELLED, ctx.store.get(task_id)
+    raise BackendError(f"task {task_id} kept changing state while being cancelled; try again")

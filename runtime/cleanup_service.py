@@ -11,7 +11,7 @@ from typing import Any
 from runtime import TaskInstance, schedule, task
 
 
-@task("Delete completed and failed tasks older than task_retention_days")
+@task("Delete completed/failed/cancelled tasks after task_retention_days")
 @schedule("0 2 * * *")
 def cleanup_old_tasks(task: TaskInstance) -> dict[str, Any]:
     from runtime.maintenance import cleanup_old_tasks as run

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from runtime.errors import ConfigError, TaskError
+from runtime.limits import is_task_id
 from runtime.text import escape_controls
 
 EXIT_USAGE = 2
@@ -28,6 +29,23 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         sys.exit(fail(self.prog, escape_controls(message)))
+
+
+class TaskCommandParser(Parser):
+    """The parser of a command about one task: `TASK_ID`, then `--config` and what the
+    command adds. `parse` refuses an id no task can have (outside the 64-bit id column) as
+    a missing one, `no task with id N`, before the database is opened."""
+
+    def __init__(self, prog: str, description: str) -> None:
+        super().__init__(prog=prog, description=description)
+        self.add_argument("task_id", type=int, metavar="TASK_ID")
+        self.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
+
+    def parse(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        args = self.parse_args(argv)
+        if not is_task_id(args.task_id):
+            sys.exit(fail(self.prog, f"no task with id {args.task_id}"))
+        return args
 
 
 def describe(exc: BaseException) -> str:

@@ -41,6 +41,7 @@ _INT_KEYS: dict[str, tuple[int, int, int]] = {
     "worker_idle_seconds": (10, 0, limits.MAX_WORKER_IDLE_SECONDS),
     "max_log_bytes": (4_000_000, limits.MIN_OUTPUT_BYTES, limits.MAX_OUTPUT_BYTES),
     "max_result_bytes": (4_000_000, limits.MIN_OUTPUT_BYTES, limits.MAX_OUTPUT_BYTES),
+    "cancel_grace_seconds": (10, 0, limits.MAX_DURATION_SECONDS),
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _DEFAULT_LOG_LEVEL = "info"
@@ -75,6 +76,7 @@ class Config:
     log_level: str = "INFO"
     max_log_bytes: int = 4_000_000
     max_result_bytes: int = 4_000_000
+    cancel_grace_seconds: int = 10
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
 
     @property
@@ -248,6 +250,7 @@ def parse_config(path: Path) -> Config:
         log_level=values.get("log_level", _DEFAULT_LOG_LEVEL).upper(),
         max_log_bytes=merged["max_log_bytes"],
         max_result_bytes=merged["max_result_bytes"],
+        cancel_grace_seconds=merged["cancel_grace_seconds"],
         queues={name: QueueConfig(name, queues[name]) for name in sorted(queues)},
     )
 

@@ -8,6 +8,8 @@ transaction: its end is recorded and the next task claimed together
 through `RowSink`, batched, and bounded by `[tasks] max_log_bytes` (`runtime.tasklog`); a
 result or status data that could not be stored (over `max_result_bytes`, or text UTF-8
 cannot encode) fails the task saying so, rather than failing the write that records it.
+A cancel request the supervisor passes on (`CancelRequests`) is read only when the task
+asks `task.cancelled()`; a task that saw it ends `cancelled`.
 
 When the queue is empty the executor lingers for `worker_idle_seconds`, woken by the
 backend's change signal (LISTEN/NOTIFY on PostgreSQL, `data_version` on SQLite, a short
@@ -62,12 +64,21 @@ class RowSink:
     """
 
     def __init__(
-        self, store: Store, config: Config, task_id: int, pid: int, stored_log: str = ""
+        self,
+        store: Store,
+        config: Config,
+        task_id: int,
+        pid: int,
+        cancels: CancelRequests | None = None,
+        stored_log: str = "",
     ) -> None:
         self.store = store
         self.config = config
         self.task_id = task_id
         self.pid = pid
+        self.cancels = cancels
+        self.cancel_seen = False
+        """Whether the task was told, by `task.cancelled()`, that a cancel was requested."""
         self.status: dict[str, Any] = {}
         self.temp_ttl: int | None = None
         self._log = BoundedLog(config.max_log_bytes)
@@ -117,6 +128,11 @@ class RowSink:
     def set_temp_expiration(self, seconds: int) -> None:
         self.temp_ttl = seconds
         self.store.progress(self.task_id, self.pid, temp_ttl=seconds, now=utcnow())
+
+    def cancelled(self) -> bool:
+        if self.cancels is not None and self.cancels.requested(self.task_id):
+            self.cancel_seen = True
+        return self.cancel_seen
 
     def _wake(self) -> None:
         if self._dirty is None:
@@ -179,6 +195,28 @@ class RowSink:
         return self._take(final=True)
 
 
+class CancelRequests:
+    """The cancel requests the supervisor sends down its pipe (`pipe.cancel`), read without
+    blocking when a task asks `task.cancelled()`: nothing is read otherwise."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.latest: int | None = None
+        self._lock = threading.Lock()
+        os.set_blocking(fd, False)
+
+    def requested(self, task_id: int) -> bool:
+        """Whether a cancel of `task_id` has arrived (any task of this executor may call
+        this, from any thread)."""
+        with self._lock:
+            messages, self.buffer = pipe.split(self.buffer + pipe.read_ready(self.fd))
+            for message in messages:
+                if message.kind is pipe.Kind.CANCEL:
+                    self.latest = message.task_id
+            return self.latest == task_id
+
+
 class Executor:
     """Claims tasks of one queue in FIFO order and runs them until told to stop."""
 
@@ -191,6 +229,7 @@ class Executor:
         worker_id: int,
         report: Callable[..., None],
         supervisor_pid: int,
+        cancels: CancelRequests | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -199,6 +238,7 @@ class Executor:
         self.worker_id = worker_id
         self.report = report
         self.supervisor_pid = supervisor_pid
+        self.cancels = cancels
         self.pid = os.getpid()
         self.claimer = Claimer(queue, worker_id, self.pid, start_time(self.pid) or time.time())
         self.stopping = False
@@ -302,7 +342,7 @@ class Executor:
         # A claim returns no log; only a retried attempt's row has one, which counts against
         # max_log_bytes as this attempt's lines do (one read, for a retry only).
         stored = self.store.get(task.id).log if task.attempts > 1 else ""
-        sink = RowSink(self.store, self.config, task.id, self.pid, stored)
+        sink = RowSink(self.store, self.config, task.id, self.pid, self.cancels, stored)
         status = Status.COMPLETED
         retry_at = None
         try:
@@ -328,9 +368,14 @@ class Executor:
             if not isinstance(exc, UnknownTaskError | ParamsError | ResultError):
                 sink.log("".join(traceback.format_exception(exc)).rstrip("\n"))
                 verdict = self.verdict(task, exc)
+                if verdict.retry_at is not None and self.cancel_requested(task, sink):
+                    verdict = Verdict(None, None)  # it ends cancelled, below
                 if verdict.note is not None:
                     sink.log(log_line(verdict.note, utcnow()).rstrip("\n"))
                 retry_at = verdict.retry_at
+        if sink.cancel_seen:
+            status = Status.CANCELLED
+            sink.log(log_line("Task stopped after its cancel was requested", utcnow()).rstrip("\n"))
         lines, replace, status_data = sink.close()
         ttl = sink.temp_ttl if sink.temp_ttl is not None else self.config.temp_directory_default_ttl
         outcome = Outcome(status, result, lines, status_data, ttl, replace, retry_at)
@@ -362,6 +407,17 @@ class Executor:
         if entry is None:
             return Verdict(None, None)
         return decide(entry, task.attempts, type(exc), utcnow())
+
+    def cancel_requested(self, task: TaskStatus, sink: RowSink) -> bool:
+        """Whether a cancel of the task was requested, so that a failed attempt is not run
+        again: passed on by the supervisor, or (asked since its last heartbeat) on the row,
+        read for a retry only. The task then ends cancelled."""
+        if sink.cancelled():
+            return True
+        if self.store.get(task.id).cancel_requested_at is None:
+            return False
+        sink.cancel_seen = True
+        return True
 
     def unstorable(self, result: str) -> str | None:
         """Why a task's JSON result cannot be stored, or None: over `max_result_bytes`, or

@@ -43,6 +43,10 @@ class ConsoleSink:
     def set_temp_expiration(self, seconds: int) -> None:
         """Nothing to do: an immediate run's folder is removed when the run ends."""
 
+    def cancelled(self) -> bool:
+        """Never: an immediate run has no row to cancel."""
+        return False
+
     def remove_temp_directory(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -26,6 +26,8 @@ class Sink(Protocol):
 
     def set_temp_expiration(self, seconds: int) -> None: ...
 
+    def cancelled(self) -> bool: ...
+
 
 class TaskInstance:
     """The handle passed as a task's first argument.
@@ -63,6 +65,14 @@ class TaskInstance:
                 f"set_temp_expiration takes at most {MAX_DURATION_TEXT}, got {seconds}"
             )
         self._sink.set_temp_expiration(seconds)
+
+    def cancelled(self) -> bool:
+        """Whether a cancel of this task was requested (`Task.cancel`, `python -m
+        runtime.cancel`, the dashboard). A long task should look now and then and, when
+        True, stop its work and return: it then ends `cancelled`, with what it returned as
+        its result. A task still running `cancel_grace_seconds` after the request is
+        killed. Always False in immediate mode. Cheap: no database round trip."""
+        return self._sink.cancelled()
 
     def __repr__(self) -> str:
         return f"TaskInstance(id={self.id!r}, params={self.params!r})"

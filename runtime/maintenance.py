@@ -82,7 +82,8 @@ def cleanup_temp_directories(task: TaskInstance) -> dict[str, Any]:
 
 
 def cleanup_old_tasks(task: TaskInstance) -> dict[str, Any]:
-    """Delete completed and failed rows older than `task_retention_days`; how many."""
+    """Delete completed, failed and cancelled rows older than `task_retention_days`; how
+    many."""
     from runtime.api import context
 
     ctx = context()
@@ -91,7 +92,7 @@ def cleanup_old_tasks(task: TaskInstance) -> dict[str, Any]:
     for task_id in ids:
         shutil.rmtree(task_folder(ctx.config, task_id), ignore_errors=True)
     task.log(
-        f"Deleted {len(ids)} completed or failed task{'' if len(ids) == 1 else 's'} "
+        f"Deleted {len(ids)} completed, failed or cancelled task{'' if len(ids) == 1 else 's'} "
         f"older than {ctx.config.task_retention_days} days"
     )
     return {"deleted": len(ids)}

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from runtime.cli import Parser, fail, run_command
-from runtime.limits import is_task_id
+from runtime.cli import TaskCommandParser, run_command
 
 PROG = "python -m runtime.redispatch"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description="Queue a new copy of a task.")
-    parser.add_argument("task_id", type=int, metavar="TASK_ID")
-    parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
-    args = parser.parse_args(argv)
-    if not is_task_id(args.task_id):
-        return fail(PROG, f"no task with id {args.task_id}")
+    args = TaskCommandParser(PROG, "Queue a new copy of a task.").parse(argv)
 
     def body() -> int:
         from runtime.api import Task, use_config

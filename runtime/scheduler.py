@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from runtime.clock import from_db, to_db
 from runtime.config import Config
 from runtime.registry import ScheduleEntry
-from runtime.state import ExecutionMode, Status
+from runtime.state import ExecutionMode, Status, TaskStatus
 from runtime.store import Store
 
 # How far a wall-clock time and the instant it names can be apart beyond the zone's usual
@@ -193,7 +193,7 @@ class _Tick:
 
     def spec(self, entry: ScheduleEntry) -> dict[str, str]:
         """What an upcoming row's slot was computed from."""
-        return {"cron": entry.cron, "timezone": self.config.timezone}
+        return _spec(self.config, entry)
 
     def slot(self, key: str) -> datetime | None:
         """The next slot of schedule `key` after now, or None (recorded as an error)."""
@@ -206,24 +206,7 @@ class _Tick:
 
     def upcoming_values(self, entry: ScheduleEntry, slot: datetime) -> dict[str, Any]:
         """The column values of a new upcoming row at `slot`."""
-        at, moment = to_db(slot), to_db(self.now)
-        return {
-            "server_id": self.config.server_id,
-            "service_name": entry.service,
-            "task_name": entry.task,
-            "queue_name": entry.queue,
-            "execution_mode": ExecutionMode.SCHEDULED.value,
-            "status": Status.PENDING.value,
-            "params": _json(entry.params),
-            "status_data": _json({"schedule": self.spec(entry)}),
-            "scheduled_at": at,
-            "next_run_at": at,
-            "timeout_seconds": entry.timeout,
-            "has_temp_directory": False,
-            "created_at": moment,
-            "updated_at": moment,
-            "schedule_key": schedule_key(entry.service, entry.task),
-        }
+        return upcoming_values(self.config, entry, slot, self.now)
 
     def sync(self) -> None:
         """Create missing upcoming rows, update changed ones, delete those of removed schedules."""
@@ -293,6 +276,55 @@ class _Tick:
                 row.id, key, self.now, self.upcoming_values(self.entries[key], slot)
             ):
                 self.released.append(ReleasedRun(key, row.id, row.queue_name))
+
+
+def upcoming_values(
+    config: Config, entry: ScheduleEntry, slot: datetime, now: datetime
+) -> dict[str, Any]:
+    """The column values of a new upcoming row of `entry` at `slot`, made at `now`."""
+    at, moment = to_db(slot), to_db(now)
+    return {
+        "server_id": config.server_id,
+        "service_name": entry.service,
+        "task_name": entry.task,
+        "queue_name": entry.queue,
+        "execution_mode": ExecutionMode.SCHEDULED.value,
+        "status": Status.PENDING.value,
+        "params": _json(entry.params),
+        "status_data": _json({"schedule": _spec(config, entry)}),
+        "scheduled_at": at,
+        "next_run_at": at,
+        "timeout_seconds": entry.timeout,
+        "has_temp_directory": False,
+        "created_at": moment,
+        "updated_at": moment,
+        "schedule_key": schedule_key(entry.service, entry.task),
+    }
+
+
+def skip_upcoming(
+    store: Store, config: Config, schedules: Sequence[ScheduleEntry], row: TaskStatus,
+    now: datetime,
+) -> bool:
+    """Cancel the upcoming run `row` of a schedule: its slot is skipped and the schedule's
+    upcoming row moves to the slot after it (or after `now`, if that slot has passed);
+    False if a processor released the run meanwhile (it is then an ordinary task)."""
+    key = schedule_key(row.service_name, row.task_name)
+    entry = next((e for e in schedules if schedule_key(e.service, e.task) == key), None)
+    following = None
+    if entry is not None:
+        after = max(row.next_run_at or now, now)
+        try:
+            slot = next_slot(entry.cron, config.timezone, after)
+            following = upcoming_values(config, entry, slot, now)
+        except ValueError:
+            following = None  # a cron that never fires: the next tick reports it
+    return store.cancel_upcoming(row.id, key, now, following)
+
+
+def _spec(config: Config, entry: ScheduleEntry) -> dict[str, str]:
+    """What an upcoming row's slot is computed from."""
+    return {"cron": entry.cron, "timezone": config.timezone}
 
 
 def _json(value: Mapping[str, Any]) -> str:

@@ -66,6 +66,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     and_,
+    case,
     cast,
     literal_column,
     or_,
@@ -75,6 +76,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from runtime.state import Status
+from runtime.unique import WHILE_ACTIVE
 
 SCHEMA_REVISIONS = ("0001", "0002", "0003")
 """The Alembic revisions of `runtime/migrations`, oldest first (a test checks they match)."""
@@ -309,6 +311,14 @@ def claimable(
             condition, or_(tasks.c.next_run_at.is_(None), tasks.c.next_run_at <= due_by)
         )
     return condition
+
+
+def unique_key_after_claim() -> ColumnElement[Any]:
+    """The `unique_key` a claim leaves on the row: a key held while the task is active
+    (`a:`) stays, any other (`p:`, held while pending) is released. Part of the claim's
+    own UPDATE, so releasing costs no statement."""
+    held = tasks.c.unique_key.like(literal_column(f"'{WHILE_ACTIVE}%'"))
+    return case((held, tasks.c.unique_key), else_=None)
 
 
 # Partial indexes (SQLite and PostgreSQL; MySQL has none and keeps them whole).

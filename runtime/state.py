@@ -93,6 +93,8 @@ class TaskStatus(Generic[ResultT]):
     worker_pid: int | None = None
     server_id: int = 1
     attempts: int = 0
+    cancel_requested_at: datetime | None = None
+    """When a cancel was asked of the task while it ran (None: never)."""
 
     @classmethod
     def from_row(cls, row: Any) -> TaskStatus[Any]:
@@ -120,6 +122,7 @@ class TaskStatus(Generic[ResultT]):
             worker_pid=get("worker_pid", None),
             server_id=int(get("server_id", 1)),
             attempts=int(get("attempts", 0)),
+            cancel_requested_at=from_db(get("cancel_requested_at", None)),
         )
 
     def get(self, key: str, default: Any = None) -> Any:

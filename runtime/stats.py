@@ -3,7 +3,7 @@
 Three sections. Queues: claimable pending and running tasks, this server's live workers
 against `max_workers` (and those of other servers), how long the oldest pending task has
 waited, and the server's `global_max_workers`. Tasks: per task, the runs that ended within
-the window (completed, failed, stuck), the failed share, the p50/p95 duration of the
+the window (completed, failed, stuck, cancelled), the failed share, the p50/p95 duration of the
 completed and failed ones, and the latest run with its status. Schedules: the next run and
 whether the last run started on time (`runtime.punctuality`). `--json` prints the same as
 one object. The numbers come from the store methods the dashboard and `/metrics` use.
@@ -88,6 +88,7 @@ def render(stats: Stats) -> str:
             str(stats.runs),
             percent(stats.failed_share),
             str(stats.stuck),
+            str(stats.cancelled),
             duration(stats.p50),
             duration(stats.p95),
             "-"
@@ -119,7 +120,7 @@ def render(stats: Stats) -> str:
         "",
         f"Tasks ended in the last {span(stats.window)}",
         table(
-            ("TASK", "RUNS", "FAILED", "STUCK", "P50", "P95", "LAST RUN (UTC)"),
+            ("TASK", "RUNS", "FAILED", "STUCK", "CANCELLED", "P50", "P95", "LAST RUN (UTC)"),
             task_rows,
             empty="(no runs in the window)",
         ),

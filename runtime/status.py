@@ -12,10 +12,9 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-from runtime.cli import Parser, fail, run_command
+from runtime.cli import TaskCommandParser, run_command
 from runtime.config import load_config
 from runtime.display import attempts
-from runtime.limits import is_task_id
 from runtime.registry import load_retries
 from runtime.state import Status, TaskStatus
 from runtime.store import Store, task_channel
@@ -51,6 +50,8 @@ def render(status: TaskStatus, retries: int | None = None) -> str:
         f"  started    {when(status.started_at)}",
         f"  completed  {when(status.completed_at)}",
     ]
+    if status.cancel_requested_at is not None:
+        lines.append(f"  cancel     requested {when(status.cancel_requested_at)}")
     if status.status_data:
         lines.append(f"  data       {json.dumps(dict(status.status_data), ensure_ascii=False)}")
     if status.result is not None:
@@ -136,14 +137,10 @@ class Follower:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog=PROG, description="Show a task's status.")
-    parser.add_argument("task_id", type=int, metavar="TASK_ID")
+    parser = TaskCommandParser(PROG, "Show a task's status.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--follow", action="store_true", help="follow log and progress")
-    parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")
-    args = parser.parse_args(argv)
-    if not is_task_id(args.task_id):
-        return fail(PROG, f"no task with id {args.task_id}")
+    args = parser.parse(argv)
 
     def body() -> int:
         config = load_config(args.config)

@@ -90,7 +90,7 @@ class QueueCounts:
 class TaskStats:
     """One task's runs that ended in a window, and its latest run.
 
-    `runs` counts completed, failed and stuck runs; `p50`/`p95` are nearest-rank
+    `runs` counts completed, failed, stuck and cancelled runs; `p50`/`p95` are nearest-rank
     percentiles of the duration (start to end, in seconds) of the completed and failed
     ones. `last_*` describe the run that started last among those and the running ones.
     """
@@ -101,6 +101,7 @@ class TaskStats:
     completed: int = 0
     failed: int = 0
     stuck: int = 0
+    cancelled: int = 0
     p50: float | None = None
     p95: float | None = None
     last_id: int | None = None
@@ -125,6 +126,7 @@ class TaskStats:
             "failed": self.failed,
             "failed_percent": None if share is None else round(share, 2),
             "stuck": self.stuck,
+            "cancelled": self.cancelled,
             "p50_seconds": self.p50,
             "p95_seconds": self.p95,
             "last_run": None

@@ -18,6 +18,11 @@ learns that the executor exited from a pidfd (or `waitid`), not from the end of 
 which a child forked by a task could keep open long after the executor is gone; the
 executor also closes its end of the pipe in every child it forks.
 
+A cancel of the running task (`Task.cancel`) is read with the heartbeat: the worker passes
+it to the executor over a second pipe (`task.cancelled()` turns True) and, if the task is
+still running `cancel_grace_seconds` after the request, kills the executor's group, marks
+the task `cancelled` and forks a fresh executor, as on a timeout.
+
 SIGTERM/SIGINT: forwarded to the executor, which finishes its task and takes no new one;
 the worker then deregisters and exits 0. When the queue is empty the executor retires the
 registration (atomically with finding nothing to claim) and the worker spawns workers for
@@ -35,6 +40,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from runtime import pipe
@@ -62,6 +68,13 @@ class _Running:
     task_id: int
     timeout: int
     deadline: float
+    kill_at: float | None = None
+    """When a cancel was requested: the moment its grace ends (monotonic)."""
+
+    @property
+    def wakes_at(self) -> float:
+        """The next moment the supervisor must act on the task by itself."""
+        return self.deadline if self.kill_at is None else min(self.deadline, self.kill_at)
 
 
 def register(config: Config, store: Store, queue: str) -> int | None:
@@ -89,6 +102,7 @@ class Supervisor:
         self.registry: Mapping[tuple[str, str], TaskEntry] | None = None
         self.child: int | None = None
         self.pipe: int | None = None
+        self.control: int | None = None
         self.exited: int | None = None
         self.buffer = b""
         self.running: _Running | None = None
@@ -142,10 +156,11 @@ class Supervisor:
                 pass
 
     def _fork(self) -> None:
-        """Start an executor child with a pipe back to us."""
-        from runtime.executor import Executor
+        """Start an executor child with a pipe back to us, and one to it for cancels."""
+        from runtime.executor import CancelRequests, Executor
 
         read_end, write_end = os.pipe()
+        control_read, control_write = os.pipe()
         self.store.dispose()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -155,10 +170,12 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the executor
             os.close(read_end)
+            os.close(control_write)
             code = 0
             try:
                 os.setpgid(0, 0)
                 _close_in_children(write_end)
+                _close_in_children(control_read)
                 _die_with_parent()
                 self.store.dispose(close=False)
 
@@ -167,7 +184,7 @@ class Supervisor:
 
                 Executor(
                     self.config, self.store, self.tasks, self.queue, self.worker_id,
-                    report, supervisor,
+                    report, supervisor, CancelRequests(control_read),
                 ).run()
             except BaseException as exc:  # noqa: BLE001 - the child must never unwind into us
                 self.say(f"executor {os.getpid()} failed: {type(exc).__name__}: {exc}")
@@ -181,7 +198,9 @@ class Supervisor:
         except OSError:
             pass
         os.close(write_end)
+        os.close(control_read)
         self.child, self.pipe, self.buffer = pid, read_end, b""
+        self.control = control_write
         self.exited = _exit_signal(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
@@ -191,7 +210,7 @@ class Supervisor:
         now = time.monotonic()
         wait = max(0.0, min(1.0, self.next_heartbeat - now))
         if self.running is not None:
-            wait = max(0.0, min(wait, self.running.deadline - now))
+            wait = max(0.0, min(wait, self.running.wakes_at - now))
         watched = [self.pipe] if self.exited is None else [self.pipe, self.exited]
         try:
             ready, _, _ = select.select(watched, [], [], wait)
@@ -214,18 +233,26 @@ class Supervisor:
         now = time.monotonic()
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_INTERVAL_S
+            running = self.running
             try:
-                self.store.heartbeat(self.worker_id, utcnow())
+                requested = self.store.heartbeat(
+                    self.worker_id, utcnow(), None if running is None else running.task_id
+                )
             except Exception as exc:
                 self.say(f"worker {os.getpid()}: heartbeat failed: {exc}")
-        if self.running is not None and now >= self.running.deadline:
+            else:
+                if running is not None and requested is not None and running.kill_at is None:
+                    self._cancel_requested(running, requested)
+        running = self.running
+        if running is not None and now >= running.deadline:
             self._time_out()
+        elif running is not None and running.kill_at is not None and now >= running.kill_at:
+            self._kill_cancelled()
 
     def _received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\n" in self.buffer:
-            line, self.buffer = self.buffer.split(b"\n", 1)
-            self._message(pipe.Message.decode(line))
+        messages, self.buffer = pipe.split(self.buffer + data)
+        for message in messages:
+            self._message(message)
 
     def _child_exited(self, ready: list[int]) -> bool:
         """Whether the executor has exited (it is left to be reaped)."""
@@ -240,14 +267,7 @@ class Supervisor:
         end of the pipe (a child it forked may still hold the pipe open)."""
         assert self.pipe is not None
         os.set_blocking(self.pipe, False)
-        while True:
-            try:
-                data = os.read(self.pipe, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            self._received(data)
+        self._received(pipe.read_ready(self.pipe))
 
     def _message(self, message: pipe.Message) -> None:
         if message.kind is pipe.Kind.START:
@@ -262,41 +282,80 @@ class Supervisor:
             self.stopping = True
 
     def _time_out(self) -> None:
-        """Kill the executor whose task overran its timeout and mark the task stuck."""
-        assert self.child is not None and self.running is not None
-        running, child = self.running, self.child
-        _kill_group(child)
-        self._reap(expected=True)
-        killed = f"Task exceeded its timeout of {running.timeout} s and was killed"
-        verdict = self._timeout_verdict(running.task_id)
+        """Kill the executor whose task overran its timeout and mark the task stuck, or put
+        it back to pending when it is to be retried."""
+        assert self.running is not None
+        timeout = self.running.timeout
+        task_id, child = self._kill_running()
+        killed = f"Task exceeded its timeout of {timeout} s and was killed"
+        verdict = self._timeout_verdict(task_id)
         if verdict.retry_at is not None and verdict.note is not None:
             line = log_line(f"{killed}; {verdict.note}", utcnow())
-            self.store.requeue(running.task_id, child, line, verdict.retry_at, utcnow())
+            self.store.requeue(task_id, child, line, verdict.retry_at, utcnow())
             self.say(
-                f"task {running.task_id}: exceeded its timeout of {running.timeout} s; "
+                f"task {task_id}: exceeded its timeout of {timeout} s; "
                 f"to be retried at {moment(verdict.retry_at)}",
-                task_id=running.task_id,
+                task_id=task_id,
             )
             return
         note = "" if verdict.note is None else f"; {verdict.note}"
-        self.store.mark_stuck(running.task_id, child, f"{killed}{note}; marked stuck", utcnow())
+        self.store.mark_stuck(task_id, child, f"{killed}{note}; marked stuck", utcnow())
         self.say(
-            f"task {running.task_id}: exceeded its timeout of {running.timeout} s; marked stuck",
+            f"task {task_id}: exceeded its timeout of {timeout} s; marked stuck",
+            task_id=task_id,
+        )
+
+    def _cancel_requested(self, running: _Running, requested: datetime) -> None:
+        """Pass a cancel request on to the executor (`task.cancelled()` turns True) and
+        set the moment, `cancel_grace_seconds` after the request, when the task is killed."""
+        grace = self.config.cancel_grace_seconds
+        waited = max(0.0, (utcnow() - requested).total_seconds())
+        left = max(0.0, grace - waited)
+        running.kill_at = time.monotonic() + left
+        assert self.control is not None
+        try:
+            os.write(self.control, pipe.cancel(running.task_id).encode())
+        except OSError:
+            pass  # the executor is gone: `_reap` marks the task
+        self.say(
+            f"task {running.task_id}: cancel requested; killed in {left:.1f} s if still running",
             task_id=running.task_id,
         )
 
     def _timeout_verdict(self, task_id: int) -> Verdict:
         """Whether a timed-out attempt is retried: as one that raised `TimeoutError`
-        (`runtime.retries`). No application module is imported here."""
+        (`runtime.retries`), unless its cancel was requested. No application module is
+        imported here."""
         try:
             task = self.store.get(task_id)
             entry = self.tasks().get((task.service_name, task.task_name))
-            if entry is None:
+            if entry is None or task.cancel_requested_at is not None:
                 return Verdict(None, None)
             return decide(entry, task.attempts, TimeoutError, utcnow(), importing=False)
         except Exception as exc:
             self.say(f"task {task_id}: cannot tell whether to retry it: {exc}", task_id=task_id)
             return Verdict(None, None)
+
+    def _kill_cancelled(self) -> None:
+        """Kill the executor whose task is still running when its cancel's grace is over,
+        and mark the task cancelled."""
+        grace = self.config.cancel_grace_seconds
+        task_id, child = self._kill_running()
+        reason = (
+            f"Task was still running {grace} s after its cancel was requested and was "
+            "killed; marked cancelled"
+        )
+        self.store.mark_cancelled(task_id, child, reason, utcnow())
+        self.say(f"task {task_id}: killed after its cancel; marked cancelled", task_id=task_id)
+
+    def _kill_running(self) -> tuple[int, int]:
+        """Kill the executor's process group and collect it; the task it ran and its pid.
+        The next step forks a new executor for the rest of the queue."""
+        assert self.child is not None and self.running is not None
+        task_id, child = self.running.task_id, self.child
+        _kill_group(child)
+        self._reap(expected=True)
+        return task_id, child
 
     def _reap(self, expected: bool = False) -> None:
         """Collect the exited executor; a task it left running is marked stuck."""
@@ -307,9 +366,11 @@ class Supervisor:
             _kill_group(child)
         _, status = os.waitpid(child, 0)
         os.close(self.pipe)
+        if self.control is not None:
+            os.close(self.control)
         if self.exited is not None:
             os.close(self.exited)
-        self.child, self.pipe, self.exited = None, None, None
+        self.child, self.pipe, self.exited, self.control = None, None, None, None
         running, self.running = self.running, None
         if expected:
             return

@@ -228,6 +228,9 @@ class _Sink:
     def set_temp_expiration(self, seconds: int) -> None:
         self.expirations.append(seconds)
 
+    def cancelled(self) -> bool:
+        return False
+
 
 def test_set_temp_expiration_refuses_more_than_ten_years_where_it_is_called() -> None:
     sink = _Sink()

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from runtime.schema import Timestamp, claimable, status_is, tasks
+from runtime.schema import Timestamp, claimable, status_is, tasks, unique_key_after_claim
 from runtime.state import Status
 
 T = TypeVar("T")
@@ -163,6 +163,7 @@ class Backend:
             update(tasks)
             .where(tasks.c.id == self._oldest().scalar_subquery(), status_is(Status.PENDING))
             .values(claim_values())
+            .values(unique_key=unique_key_after_claim())
             .returning(*(tasks.c[name] for name in CLAIMED_COLUMNS))
         )
         notify = self.row_notify
@@ -189,6 +190,20 @@ class Backend:
         statement = compile("insert_one", dispatch_insert)
         statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
         return int(cursor.lastrowid)
+
+    def insert_unique(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int | None:
+        """Insert one task row that holds a unique key (`row["unique_key"]`) through a
+        driver cursor, unless another row holds that key; the new row's id, or None when
+        the key is taken (the caller then reads which row holds it: `holder_statement`).
+        The database decides, in the INSERT itself: no read comes before it."""
+        raise NotImplementedError
+
+    @cached_property
+    def holder_statement(self) -> Any:
+        """The id of the row holding the unique key bound as `b_key`."""
+        return select(tasks.c.id).where(tasks.c.unique_key == bindparam("b_key", type_=String))
 
     raw_batches = False
     """Whether `insert_many` inserts a batch through a driver cursor (else `insert_tasks`
@@ -253,7 +268,8 @@ CLAIM_COLUMNS = (
     "updated_at",
 )
 """The columns a claim sets (`TaskStore.claim` gives their values); it also counts the
-attempt (`claim_values`)."""
+attempt (`claim_values`) and releases a unique key held only while pending
+(`runtime.schema.unique_key_after_claim`)."""
 
 
 def claim_now() -> Any:
@@ -303,6 +319,9 @@ DISPATCH_COLUMNS = (
 )
 """The columns a dispatch sets (`next_run_at` NULL unless delayed); the others keep their
 defaults (NULL, `attempts` 0)."""
+
+UNIQUE_DISPATCH_COLUMNS = (*DISPATCH_COLUMNS, "unique_key")
+"""The columns a dispatch of a unique task sets (`Backend.insert_unique`)."""
 
 
 def backend_for(url: str) -> Backend:

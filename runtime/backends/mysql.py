@@ -26,13 +26,22 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, String, bindparam, func, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from runtime.backends import CLAIMED_COLUMNS, Backend, Compile, Failure, Q, claim_now, claim_values
+from runtime.backends import (
+    CLAIMED_COLUMNS,
+    UNIQUE_DISPATCH_COLUMNS,
+    Backend,
+    Compile,
+    Failure,
+    Q,
+    claim_now,
+    claim_values,
+)
 from runtime.errors import BackendError
-from runtime.schema import claimable, tasks, use_dialect
+from runtime.schema import claimable, tasks, unique_key_after_claim, use_dialect
 
 DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
@@ -142,7 +151,29 @@ class MySQLBackend(Backend):
             update(tasks)
             .where(tasks.c.id == bindparam("claim_id"))
             .values(claim_values())
+            .values(unique_key=unique_key_after_claim())
         )
+
+    @cached_property
+    def _insert_unique(self) -> Any:
+        """`INSERT ... ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)`: on a taken key
+        the statement changes nothing and leaves the holder's id as the insert id."""
+        from sqlalchemy.dialects.mysql import insert
+
+        statement = insert(tasks).values(
+            {name: bindparam(f"v_{name}") for name in UNIQUE_DISPATCH_COLUMNS}
+        )
+        return statement.on_duplicate_key_update(id=func.last_insert_id(tasks.c.id))
+
+    def insert_unique(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int | None:
+        """Never None here: the holder's id comes back from the INSERT itself (the only
+        UNIQUE index a dispatched row can collide on is `unique_key`'s; the primary key is
+        generated and `schedule_key` is NULL)."""
+        statement = compile("insert_unique", lambda: self._insert_unique)
+        statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
+        return int(cursor.lastrowid)
 
     def claim_one(
         self, cursor: Any, compile: Compile, queue: str, values: Mapping[str, Any]

@@ -42,7 +42,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from runtime.backends import DISPATCH_COLUMNS, Backend, Compile, Failure, queue_lock
+from runtime.backends import (
+    DISPATCH_COLUMNS,
+    UNIQUE_DISPATCH_COLUMNS,
+    Backend,
+    Compile,
+    Failure,
+    queue_lock,
+)
 from runtime.schema import tasks, use_dialect
 
 DRIVER = "postgresql+psycopg"
@@ -140,13 +147,29 @@ class PostgreSQLBackend(Backend):
         """One statement: the queue's advisory lock in its FROM clause, held to the commit,
         and the queue's channel notified in its RETURNING clause. Parameters: the row's
         columns, `lock_key` and `channel`."""
-        lock = select(
-            func.pg_advisory_xact_lock(bindparam("lock_key", type_=BigInteger))
-        ).subquery()
-        names = [column.name for column in tasks.c if column.name in DISPATCH_COLUMNS]
-        source = select(*(bindparam(n, type_=tasks.c[n].type) for n in names)).select_from(lock)
-        notify = func.pg_notify(bindparam("channel", type_=String), "")
-        return insert(tasks).from_select(names, source).returning(tasks.c.id, notify)
+        return _locked_insert(DISPATCH_COLUMNS).returning(tasks.c.id, _queue_notify())
+
+    @cached_property
+    def insert_unique_statement(self) -> Any:
+        """`insert_statement` for a row holding a unique key: `ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL DO NOTHING`, so it returns no row (and notifies
+        nobody) when another row holds the key."""
+        return (
+            _locked_insert(UNIQUE_DISPATCH_COLUMNS)
+            .on_conflict_do_nothing(
+                index_elements=[tasks.c.unique_key], index_where=tasks.c.unique_key.is_not(None)
+            )
+            .returning(tasks.c.id, _queue_notify())
+        )
+
+    def insert_unique(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int | None:
+        statement = compile("insert_unique", lambda: self.insert_unique_statement)
+        key = lock_key(queue_lock(queue))
+        statement.execute(cursor, {**row, "lock_key": key, "channel": channel_name(channel)})
+        found = cursor.fetchone()
+        return None if found is None else int(found[0])
 
     def insert_one(
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
@@ -229,3 +252,19 @@ class PostgreSQLBackend(Backend):
         """The SQLSTATE; every code of class 08 (connection exception) as 08000."""
         state = getattr(exc.orig, "sqlstate", None)
         return "08000" if isinstance(state, str) and state.startswith("08") else state
+
+
+def _locked_insert(columns: tuple[str, ...]) -> Any:
+    """`INSERT INTO _tasks (columns) SELECT :columns FROM (SELECT pg_advisory_xact_lock(
+    :lock_key))`: the queue's advisory lock taken by the statement itself."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    lock = select(func.pg_advisory_xact_lock(bindparam("lock_key", type_=BigInteger))).subquery()
+    names = [column.name for column in tasks.c if column.name in columns]
+    source = select(*(bindparam(n, type_=tasks.c[n].type) for n in names)).select_from(lock)
+    return pg_insert(tasks).from_select(names, source)
+
+
+def _queue_notify() -> Any:
+    """`pg_notify(:channel, '')`, for an INSERT's RETURNING clause."""
+    return func.pg_notify(bindparam("channel", type_=String), "")

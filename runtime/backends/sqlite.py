@@ -14,15 +14,16 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, bindparam, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from runtime.backends import Backend, Compile, Failure, dispatch_insert
-from runtime.schema import use_dialect
+from runtime.backends import UNIQUE_DISPATCH_COLUMNS, Backend, Compile, Failure, dispatch_insert
+from runtime.schema import tasks, use_dialect
 
 BUSY_TIMEOUT_S = 30
 BATCH_ROWS = 500
@@ -129,6 +130,28 @@ class SQLiteBackend(Backend):
             if current != seen:
                 conn.info[_SEEN_VERSION] = current
                 return
+
+    @cached_property
+    def _insert_unique(self) -> Any:
+        from sqlalchemy.dialects.sqlite import insert
+
+        return (
+            insert(tasks)
+            .values({name: bindparam(f"v_{name}") for name in UNIQUE_DISPATCH_COLUMNS})
+            .on_conflict_do_nothing(
+                index_elements=[tasks.c.unique_key], index_where=tasks.c.unique_key.is_not(None)
+            )
+            .returning(tasks.c.id)
+        )
+
+    def insert_unique(
+        self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
+    ) -> int | None:
+        """`INSERT ... ON CONFLICT (unique_key) DO NOTHING RETURNING id` (SQLite 3.35+)."""
+        statement = compile("insert_unique", lambda: self._insert_unique)
+        statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
+        found = cursor.fetchone()
+        return None if found is None else int(found[0])
 
     failures = _FAILURES
 

@@ -42,10 +42,12 @@ class Store(TaskStore, WorkerStore, ScheduleStore, ViewStore):
         timeout: int,
         now: datetime,
         run_at: datetime | None = None,
+        unique_keys: Sequence[str] | None = None,
     ) -> tuple[list[int], int]:
-        """Insert pending tasks in one transaction (held back until `run_at` when given);
-        their ids, and how many live workers serve the queue as seen after the insert (what
-        `runtime.spawn.ensure_worker` needs).
+        """Insert pending tasks in one transaction (held back until `run_at` when given;
+        with `unique_keys`, as `TaskStore.insert_tasks`); their ids, and how many live
+        workers serve the queue as seen after the insert (what `runtime.spawn.ensure_worker`
+        needs).
 
         Where the backend orders a dispatch against a worker retiring from the queue
         (`Backend.counts_workers_in_dispatch`) the count is read inside the insert's own
@@ -61,6 +63,7 @@ class Store(TaskStore, WorkerStore, ScheduleStore, ViewStore):
             "timeout": timeout,
             "now": now,
             "run_at": run_at,
+            "unique_keys": unique_keys,
         }
         if self.backend.counts_workers_in_dispatch:
             ids, live = self.insert_tasks_then(

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from runtime.clock import to_db
+from runtime.clock import log_line, to_db
 from runtime.schema import status_is, tasks
 from runtime.state import ExecutionMode, Status
 from runtime.store.base import StoreBase, guarded
@@ -154,6 +154,37 @@ class ScheduleStore(StoreBase):
                 if won != 1:
                     return False
                 conn.execute(insert(tasks).values(**following))
+        except IntegrityError:
+            return False
+        return True
+
+    @guarded
+    def cancel_upcoming(
+        self, row_id: int, key: str, now: datetime, following: Mapping[str, Any] | None
+    ) -> bool:
+        """Cancel a schedule's upcoming run (its slot is skipped) and insert the upcoming row
+        of the slot after it (`following`; None for a schedule no longer in the code) in
+        the same transaction; False if the row is no longer upcoming (released meanwhile)."""
+        moment = to_db(now)
+        line = log_line("Cancelled before it started; the schedule's next slot is kept", now)
+        try:
+            with self.write() as conn:
+                won = conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == row_id, self._upcoming(key))
+                    .values(
+                        status=Status.CANCELLED.value,
+                        schedule_key=None,
+                        status_data=None,
+                        completed_at=moment,
+                        updated_at=moment,
+                        status_log=func.coalesce(tasks.c.status_log, "") + line,
+                    )
+                ).rowcount
+                if won != 1:
+                    return False
+                if following is not None:
+                    conn.execute(insert(tasks).values(**following))
         except IntegrityError:
             return False
         return True

@@ -24,11 +24,13 @@ import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
 from runtime.clock import from_db, log_line, to_db, utcnow
+from runtime.errors import BackendError
 from runtime.processes import is_alive, kill_orphaned_group
 from runtime.schema import Timestamp, claimable, status_is, tasks, workers
 from runtime.state import ExecutionMode, Status, TaskStatus
@@ -37,6 +39,17 @@ from runtime.store.base import StoreBase, guarded
 # Rows deleted per transaction by the old-task cleanup: small enough that a dispatch waiting
 # behind one batch is not held long, and far below every database's bound-parameter limit.
 DELETE_BATCH = 1000
+
+# The ended states the old-task cleanup deletes; stuck rows stay for review.
+CLEANED_UP = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+# How many times a cancel tries when the task changes state between its statements (a
+# pending task claimed meanwhile, say).
+CANCEL_TRIES = 5
+
+# How many times a unique dispatch tries to insert when each time the key's holder ended
+# between the refused INSERT and the read of its id (PostgreSQL; a few at most in practice).
+UNIQUE_TRIES = 10
 
 # The most characters of log text one statement carries (at most 1 MB in UTF-8): a longer
 # write is sent in pieces, in one transaction, so that no statement nears MariaDB's default
@@ -70,6 +83,19 @@ def task_channel(task_id: int) -> str:
 def queue_channel(queue: str) -> str:
     """The channel notified when a task is dispatched to `queue` (idle workers listen)."""
     return f"queue_{queue}"
+
+
+class Cancel(StrEnum):
+    """What `TaskStore.cancel` did."""
+
+    CANCELLED = "cancelled"
+    """The task was pending and is now cancelled."""
+    REQUESTED = "requested"
+    """The task is running; its worker is asked to stop it."""
+    ENDED = "ended"
+    """The task had already ended; nothing changed."""
+    UPCOMING = "upcoming"
+    """The task is a schedule's upcoming run, not changed yet."""
 
 
 @dataclass(frozen=True)
@@ -233,12 +259,24 @@ class TaskStore(StoreBase):
         timeout: int,
         now: datetime,
         run_at: datetime | None = None,
+        unique_keys: Sequence[str] | None = None,
     ) -> list[int]:
         """Insert pending tasks in one transaction; their ids, in the order given. With
-        `run_at` (an aware datetime) no worker takes them before then (`next_run_at`)."""
+        `run_at` (an aware datetime) no worker takes them before then (`next_run_at`).
+
+        With `unique_keys` (one per item, `runtime.unique`), an item whose key another row
+        holds, or an earlier item of the batch, is not inserted: its id is the holder's.
+        """
         return self.insert_tasks_then(
-            None, service=service, task=task, queue=queue, params=params, timeout=timeout,
-            now=now, run_at=run_at,
+            None,
+            service=service,
+            task=task,
+            queue=queue,
+            params=params,
+            timeout=timeout,
+            now=now,
+            run_at=run_at,
+            unique_keys=unique_keys,
         )[0]
 
     @guarded
@@ -253,6 +291,7 @@ class TaskStore(StoreBase):
         timeout: int,
         now: datetime,
         run_at: datetime | None = None,
+        unique_keys: Sequence[str] | None = None,
     ) -> tuple[list[int], T | None]:
         """`insert_tasks`, and in the same transaction, after the insert, `then(cursor)` on
         a driver cursor of it (None without rows or `then`)."""
@@ -261,6 +300,13 @@ class TaskStore(StoreBase):
         rows = [self._new_row(service, task, queue, p, timeout, moment, due) for p in params]
         if not rows:
             return [], None
+        if unique_keys is not None:
+            with self.raw_write() as cursor:
+                ids = [
+                    self._insert_unique(cursor, queue, {**row, "unique_key": key})
+                    for row, key in zip(rows, unique_keys, strict=True)
+                ]
+                return ids, None if then is None else then(cursor)
         if len(rows) == 1:
             with self.raw_write() as cursor:
                 channel = queue_channel(queue)
@@ -278,6 +324,28 @@ class TaskStore(StoreBase):
             driver = conn.connection.driver_connection
             assert driver is not None
             return ids, then(driver.cursor())
+
+    def _insert_unique(self, cursor: Any, queue: str, row: Mapping[str, Any]) -> int:
+        """Insert a row holding a unique key, or find the row that holds it; the id.
+
+        The INSERT is refused by the key's UNIQUE index when the key is taken (no read
+        before it, so two racing dispatches cannot both insert); the holder is then read in
+        the same transaction. On PostgreSQL the holder may have been claimed or ended (its
+        key released) between the two statements: the insert is tried again.
+        """
+        channel = queue_channel(queue)
+        holder = self.compile("unique_holder", lambda: self.backend.holder_statement)
+        for _ in range(UNIQUE_TRIES):
+            inserted = self.backend.insert_unique(cursor, self.compile, queue, row, channel)
+            if inserted is not None:
+                return inserted
+            found = holder.execute(cursor, {"b_key": row["unique_key"]}).fetchone()
+            if found is not None:
+                return int(found[0])
+        raise BackendError(
+            f"task {row['service_name']}.{row['task_name']}: its unique key was taken and "
+            f"released {UNIQUE_TRIES} times while dispatching; try again"
+        )
 
     # -- a worker's claims and writes ---------------------------------------------------
 
@@ -360,9 +428,10 @@ class TaskStore(StoreBase):
         now: datetime,
         claim_next: Claimer | None = None,
     ) -> tuple[bool, TaskStatus | None]:
-        """End a running task as completed or failed, or with `outcome.retry_at` put it
-        back to pending for its next attempt, and claim the next task in the same
-        transaction when `claim_next` is given.
+        """End a running task as completed, failed or cancelled (releasing a unique key it
+        held while active), or with `outcome.retry_at` put it back to pending for its next
+        attempt (keeping that key), and claim the next task in the same transaction when
+        `claim_next` is given.
 
         Returns whether the end was recorded (False: the row was no longer ours, e.g.
         marked stuck meanwhile) and the next task claimed, if any.
@@ -475,13 +544,25 @@ class TaskStore(StoreBase):
                 return False
         return True
 
-    @guarded
     def mark_stuck(self, task_id: int, pid: int | None, reason: str, now: datetime) -> bool:
         """Mark a running task stuck with a log line giving `reason`; False if it had ended.
 
         The time written is taken here, when the row is written, so that a task claimed
         after the caller looked at the clock never ends before it started.
         """
+        return self._mark_ended(task_id, pid, reason, now, Status.STUCK)
+
+    def mark_cancelled(self, task_id: int, pid: int | None, reason: str, now: datetime) -> bool:
+        """Mark a running task cancelled (its process was killed after the cancel request's
+        grace) with a log line giving `reason`; False if it had ended. As `mark_stuck`."""
+        return self._mark_ended(task_id, pid, reason, now, Status.CANCELLED)
+
+    @guarded
+    def _mark_ended(
+        self, task_id: int, pid: int | None, reason: str, now: datetime, status: Status
+    ) -> bool:
+        """End a running task of process `pid` in `status` (its process is gone), with a
+        log line, its temp folder's expiry and its unique key released."""
         moment = to_db(max(now, utcnow()))
         assert moment is not None
         with self.write() as conn:
@@ -499,7 +580,8 @@ class TaskStore(StoreBase):
             marked = bool(
                 conn.execute(
                     self._running(task_id, pid).values(
-                        status=Status.STUCK.value,
+                        status=status.value,
+                        unique_key=None,
                         completed_at=moment,
                         updated_at=moment,
                         temp_expires_at=expires,
@@ -530,6 +612,64 @@ class TaskStore(StoreBase):
         }
         with self.write() as conn:
             return self._changed(conn, statement, params)
+
+    # -- cancellation -------------------------------------------------------------------
+
+    @guarded
+    def cancel(self, task_id: int, now: datetime) -> tuple[Cancel, TaskStatus]:
+        """Cancel a task: a pending one at once, a running one by asking its worker
+        (`cancel_requested_at`, which the supervisor reads with its heartbeat); what was
+        done and the task as it is now. `TaskNotFoundError` for an unknown id.
+
+        A schedule's upcoming row is left to the caller (`Cancel.UPCOMING`), which knows
+        the schedule's next slot (`ScheduleStore.cancel_upcoming`).
+        """
+        from runtime.errors import TaskNotFoundError
+
+        if not -(2**63) <= task_id < 2**63:
+            raise TaskNotFoundError(f"no task with id {task_id}")
+        moment = to_db(now)
+        line = log_line("Cancelled before it started", now)
+        for _ in range(CANCEL_TRIES):
+            with self.write() as conn:
+                outcome: Cancel | None = None
+                if conn.execute(
+                    update(tasks)
+                    .where(
+                        tasks.c.id == task_id,
+                        status_is(Status.PENDING),
+                        tasks.c.schedule_key.is_(None),
+                    )
+                    .values(
+                        status=Status.CANCELLED.value,
+                        unique_key=None,
+                        completed_at=moment,
+                        updated_at=moment,
+                        status_log=func.coalesce(tasks.c.status_log, "") + line,
+                    )
+                ).rowcount:
+                    outcome = Cancel.CANCELLED
+                    self.backend.notify(conn, task_channel(task_id))
+                elif conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == task_id, status_is(Status.RUNNING))
+                    .values(
+                        cancel_requested_at=func.coalesce(tasks.c.cancel_requested_at, moment),
+                        updated_at=moment,
+                    )
+                ).rowcount:
+                    outcome = Cancel.REQUESTED
+                row = conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+            if row is None:
+                raise TaskNotFoundError(f"no task with id {task_id}")
+            status = TaskStatus.from_row(row)
+            if outcome is not None:
+                return outcome, status
+            if status.finished:
+                return Cancel.ENDED, status
+            if row.schedule_key is not None:
+                return Cancel.UPCOMING, status
+        raise BackendError(f"task {task_id} kept changing state while being cancelled; try again")
 
     def _running(self, task_id: int, pid: int | None) -> Any:
         """An UPDATE of the task only while it is running in process `pid`."""
@@ -637,8 +777,9 @@ class TaskStore(StoreBase):
 
     @guarded
     def delete_finished_batch(self, cutoff: datetime, limit: int = DELETE_BATCH) -> list[int]:
-        """Delete up to `limit` completed and failed rows that ended before `cutoff`, oldest
-        first, in one short transaction; their ids (fewer than `limit`: nothing is left).
+        """Delete up to `limit` completed, failed and cancelled rows that ended before
+        `cutoff`, oldest first, in one short transaction; their ids (fewer than `limit`:
+        nothing is left).
 
         The rows are found by a read, outside the transaction (an ended row never changes
         its status or end time, so they are still to delete), so the write lock is held
@@ -646,7 +787,7 @@ class TaskStore(StoreBase):
         most of a second, during which every dispatch waited.
         """
         finished = and_(
-            tasks.c.status.in_((Status.COMPLETED.value, Status.FAILED.value)),
+            tasks.c.status.in_([status.value for status in CLEANED_UP]),
             tasks.c.completed_at < to_db(cutoff),
         )
         with self.read() as conn:
@@ -661,8 +802,8 @@ class TaskStore(StoreBase):
         return ids
 
     def delete_finished_before(self, cutoff: datetime) -> list[int]:
-        """Delete every completed and failed row that ended before `cutoff`, batch by batch,
-        each batch its own transaction; their ids."""
+        """Delete every completed, failed and cancelled row that ended before `cutoff`,
+        batch by batch, each batch its own transaction; their ids."""
         deleted: list[int] = []
         while True:
             batch = self.delete_finished_batch(cutoff)
@@ -672,10 +813,12 @@ class TaskStore(StoreBase):
 
 
 def _ended() -> dict[str, Any]:
-    """What a finish sets on a task that ended (completed or failed)."""
+    """What a finish sets on a task that ended (completed, failed or cancelled), its unique
+    key released."""
     return {
         "status": bindparam("v_status"),
         "result": bindparam("v_result"),
+        "unique_key": None,
         "completed_at": bindparam("v_moment", type_=Timestamp()),
         "updated_at": bindparam("v_moment", type_=Timestamp()),
         "temp_expires_at": case(
@@ -687,8 +830,9 @@ def _ended() -> dict[str, Any]:
 
 def _requeued() -> dict[str, Any]:
     """What putting a failed attempt back to pending sets: no worker, no start, no result,
-    `next_run_at` bound as `v_next_run`. The row keeps its id, log, status data, attempts
-    and temp directory (which does not expire while the task is pending)."""
+    `next_run_at` bound as `v_next_run`. The row keeps its id, log, status data, attempts,
+    temp directory (which does not expire while the task is pending) and unique key (held
+    while it is active, it is held while the retry waits)."""
     return {
         "status": Status.PENDING.value,
         "result": None,

@@ -64,7 +64,7 @@ _SUMMARY = (
     tasks.c.attempts,
     tasks.c.next_run_at,
 )
-_ENDED = (Status.COMPLETED, Status.FAILED, Status.STUCK)
+_ENDED = (Status.COMPLETED, Status.FAILED, Status.STUCK, Status.CANCELLED)
 
 # The grouping and the partition of the per-task statistics. Written as `name || ''` so that
 # no index provides their order: given the plain columns, SQLite walks
@@ -293,10 +293,7 @@ class ViewStore(StoreBase):
                 select(
                     *key,
                     func.count(),
-                    *(
-                        func.sum(case((status_is(status), 1), else_=0))
-                        for status in (Status.COMPLETED, Status.FAILED, Status.STUCK)
-                    ),
+                    *(func.sum(case((status_is(status), 1), else_=0)) for status in _ENDED),
                 )
                 .where(window)
                 .group_by(*_PER_TASK)
@@ -304,12 +301,13 @@ class ViewStore(StoreBase):
             ranks = self._percentile_rows(conn, since, percentiles)
             latest = self._latest_runs(conn, window)
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        for service, task, runs, completed, failed, stuck in counts:
+        for service, task, runs, completed, failed, stuck, cancelled in counts:
             found[(service, task)] = {
                 "runs": int(runs),
                 "completed": int(completed or 0),
                 "failed": int(failed or 0),
                 "stuck": int(stuck or 0),
+                "cancelled": int(cancelled or 0),
             }
         for (service, task), values in ranks.items():
             found.setdefault((service, task), {}).update(values)

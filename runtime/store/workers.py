@@ -20,7 +20,8 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from runtime.backends import queue_lock
 from runtime.clock import from_db, to_db
 from runtime.processes import is_alive
-from runtime.schema import workers
+from runtime.schema import status_is, tasks, workers
+from runtime.state import Status
 from runtime.store.base import StoreBase, guarded
 
 # How long a reserved worker slot waits for the process it was reserved for to adopt it.
@@ -167,12 +168,27 @@ class WorkerStore(StoreBase):
         return slot if taken == 1 else None
 
     @guarded
-    def heartbeat(self, worker_id: int, now: datetime) -> None:
-        """Record that the worker is alive (other servers judge its tasks by this)."""
+    def heartbeat(
+        self, worker_id: int, now: datetime, running: int | None = None
+    ) -> datetime | None:
+        """Record that the worker is alive (other servers judge its tasks by this).
+
+        With `running`, the id of the task the worker runs, the same transaction reads
+        whether a cancel of that task was requested: when (None: not requested, or the task
+        is no longer running). A worker learns of a cancel this way, at no cost per task.
+        """
         with self.write() as conn:
             conn.execute(
                 update(workers).where(workers.c.id == worker_id).values(heartbeat_at=to_db(now))
             )
+            if running is None:
+                return None
+            requested = conn.execute(
+                select(tasks.c.cancel_requested_at).where(
+                    tasks.c.id == running, status_is(Status.RUNNING)
+                )
+            ).scalar()
+        return from_db(requested)
 
     @guarded
     def deregister(self, worker_id: int, queue: str | None = None) -> None:

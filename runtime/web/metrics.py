@@ -4,13 +4,14 @@ No worker exports anything: `TaskTableCollector` queries `_tasks` and `_workers`
 Prometheus scrapes. Gauges (`rsx_queue_pending`, `rsx_queue_running`, `rsx_queue_workers`,
 `rsx_queue_max_workers`, `rsx_queue_oldest_pending_age_seconds`, `rsx_global_max_workers`)
 are read fresh each time. Counters (`rsx_tasks_completed_total`, `rsx_tasks_failed_total`,
-`rsx_tasks_stuck_total`) and the histogram `rsx_task_duration_seconds` (start to end of
-completed and failed runs) must never go down, yet the daily cleanup deletes old rows; so
-the first scrape counts every ended row in the table, and each later scrape adds only the
-rows that ended since the previous one, bucketed by the database (`Store.ended_counts`:
-one aggregate row per task and status). Rows ending in the last `LAG_S` seconds wait for
-the next scrape, so that a run whose end time was taken just before a scrape but committed
-just after it (or written by a server whose clock is slightly behind) is still counted.
+`rsx_tasks_stuck_total`, `rsx_tasks_cancelled_total`) and the histogram
+`rsx_task_duration_seconds` (start to end of completed and failed runs) must never go
+down, yet the daily cleanup deletes old rows; so the first scrape counts every ended row in
+the table, and each later scrape adds only the rows that ended since the previous one,
+bucketed by the database (`Store.ended_counts`: one aggregate row per task and status).
+Rows ending in the last `LAG_S` seconds wait for the next scrape, so that a run whose end
+time was taken just before a scrape but committed just after it (or written by a server
+whose clock is slightly behind) is still counted.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 """The duration histogram's upper bounds in seconds (`+Inf` is added)."""
 
 LAG_S = 10.0
-COUNTED = (Status.COMPLETED, Status.FAILED, Status.STUCK)
+COUNTED = (Status.COMPLETED, Status.FAILED, Status.STUCK, Status.CANCELLED)
 TIMED = (Status.COMPLETED, Status.FAILED)
 
 

@@ -4,8 +4,8 @@ Pages: the overview, the task list (the filters of `python -m runtime.tasks`, a 
 `PAGE` rows at a time, newest first) and a task's page, whose log and progress bar follow
 the task live through `/tasks/{id}/events`. With a token, a page request without a valid
 session goes to the login form. POSTs (redispatch, cancel, login, logout) must carry the
-CSRF token (403 otherwise); redispatch is offered for failed and stuck tasks, cancel for
-pending ones only when the runtime has `Task.cancel`.
+CSRF token (403 otherwise); redispatch is offered for failed, stuck and cancelled tasks,
+cancel for pending and running ones when the runtime has `Task.cancel`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from runtime.web.security import SESSION_COOKIE, csrf_valid, safe_next
 
 PAGE = 50
 MAX_PAGE = 500
-REDISPATCHABLE = (Status.FAILED, Status.STUCK)
+REDISPATCHABLE = (Status.FAILED, Status.STUCK, Status.CANCELLED)
+CANCELLABLE = (Status.PENDING, Status.RUNNING)
 LOGIN_DELAY_S = 0.5
 
 
@@ -147,7 +148,8 @@ def task_page(request: Request) -> Response:
         "progress_value": status.get("progress"),
         "took": took,
         "redispatchable": [s.value for s in REDISPATCHABLE],
-        "can_cancel": dashboard.cancel is not None and status.status == Status.PENDING,
+        "can_cancel": dashboard.cancel is not None and status.status in CANCELLABLE,
+        "grace": dashboard.config.cancel_grace_seconds,
     }
     return dashboard.renderer.page(request, "task.html", context, dashboard.guard.required)
 
@@ -206,8 +208,9 @@ async def redispatch(request: Request) -> Response:
         status = await run_in_threadpool(store.get, task_id)
         if status.status not in REDISPATCHABLE:
             return error_page(
-                request, 409, f"task {task_id} is {status.status.value}; only failed and "
-                "stuck tasks are redispatched here (python -m runtime.redispatch does any)",
+                request, 409, f"task {task_id} is {status.status.value}; only failed, stuck "
+                "and cancelled tasks are redispatched here (python -m runtime.redispatch does "
+                "any)",
             )  # fmt: skip
         new_id = await run_in_threadpool(Task.redispatch, task_id)
     except failures.HANDLED as exc:
@@ -216,7 +219,8 @@ async def redispatch(request: Request) -> Response:
 
 
 async def cancel(request: Request) -> Response:
-    """Cancel a pending task, where the runtime offers cancellation."""
+    """Cancel a pending or running task, where the runtime offers cancellation; then show
+    the task (cancelled, or running until it stops)."""
     action = dashboard_of(request).cancel
     if action is None:
         return error_page(request, 404, "this runtime cannot cancel tasks")
@@ -224,9 +228,11 @@ async def cancel(request: Request) -> Response:
     if refused is not None or task_id is None:
         return refused or error_page(request, 400, "no task id")
     try:
-        await run_in_threadpool(action, task_id)
+        done = await run_in_threadpool(action, task_id)
     except failures.HANDLED as exc:
         return _failure_page(request, exc)
+    if not done:
+        return error_page(request, 409, f"task {task_id} has already ended")
     return RedirectResponse(f"/tasks/{task_id}", 303)
 
 

@@ -30,6 +30,7 @@ def task_data(status: TaskStatus, with_log: bool = True) -> dict[str, Any]:
         "completed_at": iso(status.completed_at),
         "attempts": status.attempts,
         "next_run_at": iso(status.next_run_at),
+        "cancel_requested_at": iso(status.cancel_requested_at),
     }
     if with_log:
         data["log"] = status.log

@@ -22,8 +22,8 @@ from sqlalchemy import insert, select, update
 from runtime.clock import to_db, utcnow
 from runtime.config import Config, parse_config
 from runtime.schema import tasks, workers
-from runtime.state import TaskStatus
-from runtime.store import Store
+from runtime.state import Status, TaskStatus
+from runtime.store import Limits, Store
 
 T = TypeVar("T")
 
@@ -118,7 +118,7 @@ class App:
 
     def wait_status(self, task_id: int, *wanted: str, timeout: float = 30) -> TaskStatus:
         """Poll until the task is in one of `wanted` (default: any ended state)."""
-        states = set(wanted or ("completed", "failed", "stuck"))
+        states = set(wanted or Status.ended_values())
 
         def probe() -> TaskStatus | None:
             status = self.status(task_id)
@@ -201,3 +201,20 @@ class App:
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def hold_slots(app: App, queue: str, count: int) -> None:
+    """Register this test process as `count` workers of `queue`, so that no dispatch starts
+    one for it and its tasks stay pending until `release_slots`."""
+    me = psutil.Process()
+    limits = Limits(queue=count, server=app.config.global_max_workers)
+    for _ in range(count):
+        held = app.store.register_worker(queue, me.pid, me.create_time(), limits, utcnow())
+        assert held is not None, f"no free {queue} slot to hold"
+
+
+def release_slots(app: App, keep: int = 0) -> None:
+    """Give up the worker slots `hold_slots` took, all but `keep` of them."""
+    held = [row.id for row in app.registered_workers() if row.pid == os.getpid()]
+    for worker_id in held[keep:]:
+        app.store.deregister(worker_id)

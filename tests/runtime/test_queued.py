@@ -168,7 +168,9 @@ def test_temp_directories_expire_after_the_task_and_cleanup_deletes_them(
     assert running_dir.exists()
 
 
-def test_cleanup_old_tasks_deletes_only_old_completed_and_failed_rows(app: App) -> None:
+def test_cleanup_old_tasks_deletes_only_old_completed_failed_and_cancelled_rows(
+    app: App,
+) -> None:
     old = to_db(utcnow() - timedelta(days=31))
     recent = to_db(utcnow() - timedelta(days=1))
     def ended(status: str, at: object) -> int:
@@ -177,13 +179,14 @@ def test_cleanup_old_tasks_deletes_only_old_completed_and_failed_rows(app: App) 
     ids = {
         "old completed": ended("completed", old),
         "old failed": ended("failed", old),
+        "old cancelled": ended("cancelled", old),
         "old stuck": ended("stuck", old),
         "recent": ended("completed", recent),
     }
 
     done = app.command("run", "cleanup_service", "cleanup_old_tasks")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == '{"deleted": 2}'
+    assert done.stdout.strip().splitlines()[-1] == '{"deleted": 3}'
     left = app.statuses(ids.values())
     assert sorted(left) == sorted([ids["old stuck"], ids["recent"]])
 

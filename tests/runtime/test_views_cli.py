@@ -13,7 +13,7 @@ import pytest
 
 from runtime.clock import utcnow
 from tests.runtime.helpers import App, one_line_error
-from tests.runtime.viewshelp import Seeded, seed
+from tests.runtime.viewshelp import Seeded, insert, seed
 
 
 @pytest.fixture
@@ -132,13 +132,13 @@ def test_stats_reports_queues_tasks_and_schedules(app: App, seeded: Seeded) -> N
     assert tasks.splitlines()[0] == "Tasks ended in the last 24h"
     lines = {line.split()[0]: line.split() for line in tasks.splitlines()[2:]}
     add = lines["demo.add"]
-    assert add[1:6] == ["10", "0.0%", "0", "5.0s", "10.0s"]
-    assert add[6:8] == [f"#{seeded.completed[-1]}", "completed"]
+    assert add[1:7] == ["10", "0.0%", "0", "0", "5.0s", "10.0s"]
+    assert add[7:9] == [f"#{seeded.completed[-1]}", "completed"]
     fail = lines["demo.fail"]
-    assert fail[1:4] == ["2", "50.0%", "1"]
-    assert fail[4:6] == ["2.0s", "2.0s"]
-    assert lines["demo.gated"][1:4] == ["0", "-", "0"]
-    assert lines["demo.gated"][6:8] == [f"#{seeded.running}", "running"]
+    assert fail[1:5] == ["2", "50.0%", "1", "0"]
+    assert fail[5:7] == ["2.0s", "2.0s"]
+    assert lines["demo.gated"][1:5] == ["0", "-", "0", "0"]
+    assert lines["demo.gated"][7:9] == [f"#{seeded.running}", "running"]
 
     schedule_lines = {line.split()[0]: line for line in schedules.splitlines()[2:]}
     assert "on time (+1.0s)" in schedule_lines["cleanup_service.cleanup_old_tasks"]
@@ -146,6 +146,7 @@ def test_stats_reports_queues_tasks_and_schedules(app: App, seeded: Seeded) -> N
 
 
 def test_stats_json_window_excludes_older_runs(app: App, seeded: Seeded) -> None:
+    insert(app, "demo", "fail", "default", "cancelled", utcnow() - timedelta(hours=1), ran=1.0)
     done = app.command("stats", "--json", "--window", "2d")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -153,8 +154,8 @@ def test_stats_json_window_excludes_older_runs(app: App, seeded: Seeded) -> None
     assert data["global_max_workers"] == 4
     tasks = {entry["task"]: entry for entry in data["tasks"]}
     assert tasks["demo.add"]["runs"] == 10
-    assert tasks["demo.fail"]["failed_percent"] == 50.0
-    assert tasks["demo.fail"]["stuck"] == 1
+    assert tasks["demo.fail"]["runs"] == 3 and tasks["demo.fail"]["failed_percent"] == 33.33
+    assert tasks["demo.fail"]["stuck"] == 1 and tasks["demo.fail"]["cancelled"] == 1
     queues = {entry["queue"]: entry for entry in data["queues"]}
     assert queues["video"]["pending"] == 1 and queues["video"]["running"] == 1
     assert queues["video"]["max_workers"] == 2

@@ -130,30 +130,55 @@ def test_task_page_shows_params_progress_times_and_offers_redispatch_only_when_e
 ) -> None:
     running = client.get(f"/tasks/{seeded.running}").text
     assert '<progress id="progress" max="100" value="40.0">' in running
-    assert 'id="redispatch" data-when="failed stuck" hidden' in running
-    assert 'id="cancel"' not in running
+    assert 'id="redispatch" data-when="failed stuck cancelled" hidden' in running
     assert "&#34;n&#34;: 1" in running
 
     failed = client.get(f"/tasks/{seeded.failed}").text
-    assert re.search(r'id="redispatch" data-when="failed stuck">', failed)
+    assert re.search(r'id="redispatch" data-when="failed stuck cancelled">', failed)
     assert "ValueError" in failed and "about to fail" in failed
     completed = client.get(f"/tasks/{seeded.completed[0]}").text
-    assert 'data-when="failed stuck" hidden' in completed
+    assert 'data-when="failed stuck cancelled" hidden' in completed
+
+
+def test_the_cancel_button_cancels_a_pending_task_and_asks_a_running_one_to_stop(
+    client: TestClient, app: App, seeded: Seeded
+) -> None:
+    page = client.get(f"/tasks/{seeded.pending}")
+    assert 'id="cancel"' in page.text
+    token = csrf_of(page.text)
+    done = client.post(f"/tasks/{seeded.pending}/cancel", data={"csrf": token})
+    assert (done.status_code, done.headers["location"]) == (303, f"/tasks/{seeded.pending}")
+    assert app.status(seeded.pending).status == "cancelled"
+    shown = client.get(f"/tasks/{seeded.pending}").text
+    assert 'id="cancel"' not in shown and 'class="badge cancelled"' in shown
+
+    running = client.get(f"/tasks/{seeded.running}").text
+    assert 'id="cancel"' in running and "it is killed 10 s later" in running
+    asked = client.post(f"/tasks/{seeded.running}/cancel", data={"csrf": token})
+    assert asked.status_code == 303
+    assert app.status(seeded.running).cancel_requested_at is not None
+    assert 'id="cancel-requested"' in client.get(f"/tasks/{seeded.running}").text
+    detail = client.get(f"/api/tasks/{seeded.running}").json()
+    assert detail["status"] == "running" and detail["cancel_requested_at"].endswith("+00:00")
+
+    completed = seeded.completed[0]
+    assert 'id="cancel"' not in client.get(f"/tasks/{completed}").text
+    refused = client.post(f"/tasks/{completed}/cancel", data={"csrf": token})
+    assert refused.status_code == 409 and f"task {completed} has already ended" in refused.text
+    assert client.post(f"/tasks/{completed}/cancel", data={}).status_code == 403
 
 
 @SQLITE_ONLY
-def test_a_cancel_button_appears_for_pending_tasks_once_the_runtime_can_cancel(
+def test_without_task_cancel_there_is_no_cancel_button(
     app: App, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cancelled: list[int] = []
-    monkeypatch.setattr(Task, "cancel", staticmethod(cancelled.append), raising=False)
+    monkeypatch.delattr(Task, "cancel")
     with client_for(app) as client:
         page = client.get(f"/tasks/{seeded.pending}")
-        assert 'id="cancel"' in page.text
-        assert 'id="cancel"' not in client.get(f"/tasks/{seeded.running}").text
-        done = client.post(f"/tasks/{seeded.pending}/cancel", data={"csrf": csrf_of(page.text)})
-    assert done.status_code == 303
-    assert cancelled == [seeded.pending]
+        assert 'id="cancel"' not in page.text
+        refused = client.post(f"/tasks/{seeded.pending}/cancel", data={"csrf": csrf_of(page.text)})
+    assert refused.status_code == 404
+    assert app.status(seeded.pending).status == "pending"
 
 
 def test_unknown_ids_are_404_on_pages_and_in_the_api(client: TestClient, seeded: Seeded) -> None:
@@ -233,9 +258,12 @@ def test_metrics_parse_and_match_the_rows_and_never_go_down(
     with app.store.write() as conn:  # the daily cleanup deletes old completed rows
         conn.execute(delete(tasks).where(tasks.c.id == seeded.old_completed))
     insert(app, "demo", "add", "default", "completed", utcnow() - timedelta(seconds=1.1), ran=0.1)
+    insert(app, "demo", "add", "default", "cancelled", utcnow() - timedelta(seconds=1.1), ran=0.1)
     values = metric_values(client.get("/metrics").text)
     assert value("rsx_tasks_completed_total", **add) == 12
     assert value("rsx_task_duration_seconds_bucket", le="0.5", **add) == 1
+    assert value("rsx_tasks_cancelled_total", **add) == 1
+    assert value("rsx_task_duration_seconds_count", **add) == 12  # cancelled runs are not timed
 
 
 def test_events_stream_the_log_progress_and_end_of_a_task(app: App, client: TestClient) -> None:
@@ -367,7 +395,7 @@ def test_redispatch_queues_a_copy_of_a_failed_task_and_shows_it(app: App, seeded
         assert app.wait_status(new_id).result == 5
         refused = client.post(f"/tasks/{seeded.completed[0]}/redispatch", data={"csrf": token})
         assert refused.status_code == 409
-        assert "only failed and stuck tasks" in refused.text
+        assert "only failed, stuck and cancelled tasks" in refused.text
         invalid = client.post(f"/tasks/{seeded.failed}/redispatch", data={"csrf": token})
         assert invalid.status_code == 409  # its params no longer fit the task
         assert "message" in invalid.text

@@ -3,7 +3,8 @@ through chromium-driver), against `python -m runtime.web` and real workers.
 
 A task's page follows it without a reload: the progress bar reaches 100 % and the log lines
 appear as the task writes them. A task whose executor is killed turns stuck on the open
-page, its Redispatch button appears, and the redispatched copy completes. `.ci/run`
+page, its Redispatch button appears, and the redispatched copy completes. The Cancel
+button of a running task asks it to stop; the page then shows it cancelled. `.ci/run`
 installs chromium, so under `CI=true` a missing browser is a failure; elsewhere the test is
 skipped with the reason.
 """
@@ -166,3 +167,25 @@ def test_a_task_page_follows_progress_and_log_live_and_redispatches_a_stuck_task
     _until(browser, lambda d: _progress(d) == 100, "the copy's progress bar at 100%")
     assert app.status(new_id).status == "completed"
     assert dict(app.status(new_id).params) == {"gate": str(stuck_gate), "timeout": 30.0}
+
+
+def test_the_cancel_button_stops_a_running_task_and_the_page_shows_it_end(
+    app: App, dashboard: str, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    task_id = Task.dispatch("demo", "until_cancelled", {})
+    app.wait_status(task_id, "running", timeout=WAIT_S)
+    browser.get(f"{dashboard}/tasks/{task_id}")
+    assert _text(browser, "status") == "running"
+    assert not browser.find_element(By.ID, "redispatch").is_displayed()
+
+    browser.find_element(By.CSS_SELECTOR, "#cancel button").click()
+    _until(browser, lambda d: d.find_elements(By.ID, "cancel-requested"), "the request shown")
+    browser.execute_script("window.rsxSamePage = true;")
+    _until(browser, lambda d: _text(d, "status") == "cancelled", "the task to turn cancelled")
+    assert "cancel seen, stopping" in _text(browser, "log")
+    assert not browser.find_element(By.ID, "cancel").is_displayed()
+    _until(browser, lambda d: d.find_element(By.ID, "redispatch").is_displayed(), "Redispatch")
+    assert browser.execute_script("return window.rsxSamePage === true;"), "the page reloaded"
+    assert app.status(task_id).status == "cancelled"

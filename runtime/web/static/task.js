@@ -13,6 +13,7 @@
   const barText = document.getElementById("progress-text");
   const status = document.getElementById("status");
   const redispatch = document.getElementById("redispatch");
+  const cancel = document.getElementById("cancel");
   const source = new EventSource(`/tasks/${id}/events?offset=${article.dataset.logOffset}`);
 
   function text(elementId, value) {
@@ -74,6 +75,9 @@
       }
       if (redispatch && redispatch.dataset.when.split(" ").includes(data.status)) {
         redispatch.hidden = false;
+      }
+      if (cancel) {
+        cancel.hidden = true;
       }
       source.close();
     }

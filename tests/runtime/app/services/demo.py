@@ -250,3 +250,30 @@ def hang_retried(task: TaskInstance, path: str) -> None:
 def gated_retried(task: TaskInstance, gate: str) -> None:
     task.log("waiting for the gate")
     wait_for_file(Path(gate), 60)
+
+
+@task("Work until its cancel is requested, looking at task.cancelled()", queue="video")
+def until_cancelled(task: TaskInstance, limit: float = 60.0) -> dict[str, Any]:
+    task.log("working")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if task.cancelled():
+            task.log("cancel seen, stopping")
+            return {"stopped": True, "pid": os.getpid()}
+        time.sleep(0.02)
+    return {"stopped": False, "pid": os.getpid()}
+
+
+@task("Wait for a gate file; one pending task per gate", queue="video", unique_key="gate")
+def gated_once(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str, Any]:
+    return gated(task, gate, timeout)
+
+
+@task(
+    "Wait for a gate file; one pending or running task per gate",
+    queue="video",
+    unique_key="gate",
+    unique_while="active",
+)
+def gated_alone(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str, Any]:
+    return gated(task, gate, timeout)
