@@ -179,3 +179,52 @@ def test_a_task_whose_worker_died_is_stuck_and_never_retried(
     again = app.status(task_id)
     assert again.status == "stuck" and again.attempts == 1
     assert "retrying" not in again.log
+
+
+def test_a_task_waiting_for_its_retry_is_cancelled_at_once(make_app: Callable[..., App]) -> None:
+    app = make_app()
+    task_id = Task.dispatch("demo", "patient", {"path": str(app.root / "runs")})
+    _waiting_retry(app, task_id, attempts=1)
+
+    assert Task.cancel(task_id) is True
+    status = app.status(task_id)
+    assert status.status == "cancelled" and status.attempts == 1
+    wait_until(lambda: utcnow() >= (status.next_run_at or utcnow()), 10, "the retry's time")
+    assert app.command("process").returncode == 0
+    app.wait_idle()
+    assert app.status(task_id).status == "cancelled"
+    assert len(_runs(app.root / "runs")) == 1
+
+
+def test_an_attempt_that_fails_after_its_cancel_was_requested_is_not_retried(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(worker_idle_seconds=5, cancel_grace_seconds=60)
+    gate = app.root / "gate"
+    task_id = Task.dispatch("demo", "gated_then_fails", {"gate": str(gate)})
+    wait_until(lambda: "waiting for the gate" in app.status(task_id).log, 30, "the task to wait")
+
+    assert Task.cancel(task_id) is True
+    assert app.status(task_id).cancel_requested_at is not None
+    gate.touch()  # the task raises without having looked at task.cancelled()
+
+    done = app.wait_status(task_id, "completed", "failed", "stuck", "cancelled")
+    assert done.status == "cancelled", done.log
+    assert done.attempts == 1
+    assert "retrying" not in done.log
+    assert "Task stopped after its cancel was requested" in done.log
+
+
+def test_a_task_unique_while_active_keeps_its_key_while_it_waits_for_its_retry(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app()
+    path = str(app.root / "runs")
+    task_id = Task.dispatch("demo", "patient_unique", {"path": path})  # retry_backoff = 2
+    _waiting_retry(app, task_id, attempts=1)
+
+    assert Task.dispatch("demo", "patient_unique", {"path": path}) == task_id
+    wait_until(lambda: utcnow() >= (app.status(task_id).next_run_at or utcnow()), 10, "its time")
+    assert app.command("process").returncode == 0
+    assert app.wait_status(task_id).status == "completed"
+    assert Task.dispatch("demo", "patient_unique", {"path": path}) != task_id

@@ -277,3 +277,24 @@ def gated_once(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str
 )
 def gated_alone(task: TaskInstance, gate: str, timeout: float = 30.0) -> dict[str, Any]:
     return gated(task, gate, timeout)
+
+
+@task("Wait for a gate file, then fail; with retries", queue="video", retries=2, retry_backoff=0.2)
+def gated_then_fails(task: TaskInstance, gate: str) -> None:
+    task.log("waiting for the gate")
+    wait_for_file(Path(gate), 60)
+    raise TransientError("failed after the gate")
+
+
+@task(
+    "Fail once, then succeed; unique while active",
+    retries=1,
+    retry_backoff=2,
+    unique=True,
+    unique_while="active",
+)
+def patient_unique(task: TaskInstance, path: str) -> int:
+    runs = _count_run(path)
+    if runs == 1:
+        raise TransientError("the first run fails")
+    return runs
