@@ -169,10 +169,12 @@ def _describe_table(conn: Connection, table: str) -> dict[str, Any]:
     }
     if backend == "mysql":
         ddl = conn.execute(text(f"SHOW CREATE TABLE `{table}`")).one()[1]
-        # Its lines, in order but for the keys, which come in the order they were created.
+        # Its lines, in order but for the keys (unique ones too), which come in the order
+        # they were created.
         lines = [line.strip().rstrip(",") for line in ddl.splitlines()]
-        keys = sorted(line for line in lines if line.startswith("KEY "))
-        rest = [re.sub(r" AUTO_INCREMENT=\d+", "", ln) for ln in lines if not ln.startswith("KEY ")]
+        is_key = re.compile(r"(UNIQUE )?KEY ").match
+        keys = sorted(line for line in lines if is_key(line))
+        rest = [re.sub(r" AUTO_INCREMENT=\d+", "", ln) for ln in lines if not is_key(ln)]
         described["ddl"] = rest + keys
     elif backend == "postgresql":
         described["types"] = conn.execute(
