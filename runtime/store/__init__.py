@@ -25,7 +25,13 @@ from runtime.store.tasks import (
     task_channel,
 )
 from runtime.store.views import ViewStore
-from runtime.store.workers import STARTING_GRACE_S, Limits, WorkerStore, worker_alive
+from runtime.store.workers import (
+    STARTING_GRACE_S,
+    Limits,
+    WorkerStore,
+    count_alive,
+    worker_alive,
+)
 from runtime.urls import masked_url
 
 
@@ -66,10 +72,12 @@ class Store(TaskStore, WorkerStore, ScheduleStore, ViewStore):
             "unique_keys": unique_keys,
         }
         if self.backend.counts_workers_in_dispatch:
-            ids, live = self.insert_tasks_then(
-                lambda cursor: self.live_on_queue(cursor, queue, now), **fields
+            # The rows are read under the insert's lock; whether their processes live is
+            # judged after the commit, so the lock is not held for those checks.
+            ids, rows = self.insert_tasks_then(
+                lambda cursor: self.queue_worker_rows(cursor, queue), **fields
             )
-            return ids, live or 0
+            return ids, count_alive(rows or [], now)
         ids = self.insert_tasks(**fields)
         return ids, self.live_workers(now, queue)[queue] if ids else 0
 

@@ -52,6 +52,11 @@ def worker_alive(row: Any, now: datetime) -> bool:
     return is_alive(row.pid, row.process_started)
 
 
+def count_alive(rows: list[dict[str, Any]], now: datetime) -> int:
+    """How many of the `_workers` rows stand for live or starting workers."""
+    return sum(1 for row in rows if worker_alive(SimpleNamespace(**row), now))
+
+
 class WorkerStore(StoreBase):
     """The `_workers` half of the store."""
 
@@ -86,17 +91,18 @@ class WorkerStore(StoreBase):
         """Live and starting workers of this server, by queue (an unlocked estimate)."""
         if queue is not None:
             with self.raw_read() as cursor:
-                return Counter({queue: self.live_on_queue(cursor, queue, now)})
+                found = self.queue_worker_rows(cursor, queue)
+            return Counter({queue: count_alive(found, now)})
         with self.read() as conn:
             rows = conn.execute(self._worker_rows()).all()
         return Counter(r.queue_name for r in rows if worker_alive(r, now))
 
-    def live_on_queue(self, cursor: Any, queue: str, now: datetime) -> int:
-        """How many live and starting workers of this server serve `queue`, read through a
-        driver cursor (a dispatch's, inside its transaction or after it)."""
+    def queue_worker_rows(self, cursor: Any, queue: str) -> list[dict[str, Any]]:
+        """This server's `_workers` rows of `queue`, read through a driver cursor (a
+        dispatch's, inside its transaction or after it); `count_alive` judges them."""
         statement = self.compile("queue_workers", self._queue_workers)
         statement.execute(cursor, {"b_server": self.server_id, "b_queue": queue})
-        return sum(1 for row in statement.all(cursor) if worker_alive(SimpleNamespace(**row), now))
+        return statement.all(cursor)
 
     def _free_slots(self, conn: Connection, queue: str, limits: Limits, now: datetime) -> int:
         """Inside the workers lock: delete dead registrations, count the slots left."""
