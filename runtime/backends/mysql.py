@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -39,9 +40,14 @@ from runtime.backends import (
     Q,
     claim_now,
     claim_values,
+    dispatch_insert,
 )
 from runtime.errors import BackendError
 from runtime.schema import claimable, tasks, unique_key_after_claim, use_dialect
+
+BATCH_ROWS = 500
+"""Rows per INSERT statement of a batch (well below `max_allowed_packet`)."""
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
@@ -164,6 +170,44 @@ class MySQLBackend(Backend):
             {name: bindparam(f"v_{name}") for name in UNIQUE_DISPATCH_COLUMNS}
         )
         return statement.on_duplicate_key_update(id=func.last_insert_id(tasks.c.id))
+
+    raw_batches = True
+
+    def insert_many(
+        self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
+        channel: str,
+    ) -> list[int]:
+        """Multi-row INSERTs of `BATCH_ROWS` rows, the single-row statement's VALUES group
+        repeated. InnoDB gives a multi-row INSERT consecutive ids from the first, which is
+        the insert id, unless `innodb_autoinc_lock_mode` is 2 (interleaved): there each row
+        is inserted on its own."""
+        if self._interleaved_ids(cursor):
+            return [self.insert_one(cursor, compile, queue, row, channel) for row in rows]
+        single = compile("insert_one", dispatch_insert)
+        head, group = single.sql.split(" VALUES ")
+        names = _PLACEHOLDER.findall(group)
+        positional = _PLACEHOLDER.sub("%s", group)
+        ids: list[int] = []
+        for start in range(0, len(rows), BATCH_ROWS):
+            chunk = rows[start : start + BATCH_ROWS]
+            params: list[Any] = []
+            for row in chunk:
+                values = single.parameters({f"v_{k}": v for k, v in row.items()})
+                params += [values[name] for name in names]
+            cursor.execute(f"{head} VALUES {', '.join([positional] * len(chunk))}", params)
+            first = int(cursor.lastrowid)
+            ids += range(first, first + len(chunk))
+        return ids
+
+    def _interleaved_ids(self, cursor: Any) -> bool:
+        """Whether the server may interleave a multi-row INSERT's ids with others' (asked
+        once per backend)."""
+        if self._autoinc_mode is None:
+            cursor.execute("SELECT @@innodb_autoinc_lock_mode")
+            self._autoinc_mode = int(cursor.fetchone()[0])
+        return self._autoinc_mode == 2
+
+    _autoinc_mode: int | None = None
 
     def insert_unique(
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str
