@@ -52,6 +52,16 @@ def worker_alive(row: Any, now: datetime) -> bool:
     return is_alive(row.pid, row.process_started)
 
 
+_WORKER_COLUMNS = (
+    workers.c.id,
+    workers.c.pid,
+    workers.c.process_started,
+    workers.c.queue_name,
+    workers.c.heartbeat_at,
+)
+"""What judging a worker registration needs (`worker_alive`)."""
+
+
 def count_alive(rows: list[dict[str, Any]], now: datetime) -> int:
     """How many of the `_workers` rows stand for live or starting workers."""
     return sum(1 for row in rows if worker_alive(SimpleNamespace(**row), now))
@@ -65,23 +75,11 @@ class WorkerStore(StoreBase):
         return f"rsx_workers_{self.server_id}"
 
     def _worker_rows(self) -> Any:
-        return select(
-            workers.c.id,
-            workers.c.pid,
-            workers.c.process_started,
-            workers.c.queue_name,
-            workers.c.heartbeat_at,
-        ).where(workers.c.server_id == self.server_id)
+        return select(*_WORKER_COLUMNS).where(workers.c.server_id == self.server_id)
 
     def _queue_workers(self) -> Any:
         """This server's worker rows of the queue bound as `b_queue`."""
-        return select(
-            workers.c.id,
-            workers.c.pid,
-            workers.c.process_started,
-            workers.c.queue_name,
-            workers.c.heartbeat_at,
-        ).where(
+        return select(*_WORKER_COLUMNS).where(
             workers.c.server_id == bindparam("b_server"),
             workers.c.queue_name == bindparam("b_queue"),
         )
