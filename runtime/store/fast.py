@@ -12,6 +12,7 @@ and error messages apply unchanged.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -83,44 +84,90 @@ class Prepared:
         }
 
 
+HELD_CONNECTIONS = 4
+"""The most driver connections one engine keeps held for threads; more threads (a web
+server's pool) check connections out of the pool as before."""
+
+
+class _Held:
+    """One thread's held connection. When the thread ends, its thread-local data goes and
+    with it this: the connection is closed (in the process that opened it only: a forked
+    child must not close its parent's session) and its place freed."""
+
+    def __init__(self, owner: HeldConnections, fairy: Any) -> None:
+        self.owner = owner
+        self.fairy: Any = fairy
+        self.busy = False
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        self.owner.freed()
+        if self.fairy is not None and os.getpid() == self.pid:
+            try:
+                self.fairy.close()
+            except Exception:  # noqa: BLE001 - a connection closed at thread exit may be gone
+                pass
+
+
 class HeldConnections:
-    """One driver connection per thread for the hot path, detached from the engine's pool.
+    """Driver connections held by threads for the hot path, detached from the engine's pool.
 
     Checking a pooled connection out and back in (events, reset, bookkeeping) costs about
     what SQLite needs for a whole insert and commit, and a dispatching or working thread
-    runs these transactions one after another. So each thread keeps one connection of
-    its own; a thread that opens a second transaction inside its first (none does on the
-    hot path) gets a pooled one. A lost connection is closed and replaced on next use.
+    runs these transactions one after another. So up to `HELD_CONNECTIONS` threads keep one
+    connection each; other threads, and a thread that opens a second transaction inside
+    its first (none does on the hot path), get a pooled one. A lost connection is closed
+    and replaced on next use.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, limit: int = HELD_CONNECTIONS) -> None:
         self.engine = engine
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.RLock()
         self._local = threading.local()
 
     def take(self) -> Any:
-        """This thread's connection (a detached pool fairy), or a pooled one if it is busy."""
-        local = self._local
-        fairy = getattr(local, "fairy", None)
-        if fairy is None:
-            fairy = self.engine.raw_connection()
+        """This thread's connection (a detached pool fairy), or a pooled one."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None:
+            with self._lock:
+                room = self.count < self.limit
+                if room:
+                    self.count += 1
+            if not room:
+                return self.engine.raw_connection()
+            try:
+                fairy = self.engine.raw_connection()
+            except BaseException:
+                self.freed()
+                raise
             fairy.detach()
-            local.fairy, local.busy = fairy, False
-        elif local.busy:
+            held = self._local.held = _Held(self, fairy)
+        elif held.busy:
             return self.engine.raw_connection()
-        local.busy = True
-        return fairy
+        held.busy = True
+        return held.fairy
+
+    def freed(self) -> None:
+        """A held connection's place is free again."""
+        with self._lock:
+            self.count -= 1
 
     def give_back(self, fairy: Any) -> None:
         """End a use of `take`'s connection: a pooled one goes back to the pool."""
-        if fairy is getattr(self._local, "fairy", None):
-            self._local.busy = False
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and fairy is held.fairy:
+            held.busy = False
         else:
             fairy.close()
 
     def lose(self, fairy: Any, exc: BaseException) -> None:
-        """The connection is broken: close it, and make the next `take` connect anew."""
-        if fairy is getattr(self._local, "fairy", None):
-            self._local.fairy = None
+        """The connection is broken: drop it, and make the next `take` connect anew."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and fairy is held.fairy:
+            held.fairy = None
+            self._local.held = None
         fairy.invalidate(exc)
 
 

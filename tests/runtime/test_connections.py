@@ -3,6 +3,7 @@ state, and a database URL's password never appears in an error."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from runtime import BackendError, Task
 from runtime.clock import from_db, utcnow
 from runtime.schema import tasks
 from runtime.store import Store, queue_channel
+from runtime.store.fast import HeldConnections
 from tests.databases import fresh_database
 from tests.runtime.backendhelp import backend_name, write_config
 from tests.runtime.helpers import App, wait_until
@@ -132,6 +134,39 @@ def test_threads_dispatching_through_one_store_each_get_their_own_rows(
         params = [store.get(i).params for i in chunk]
         assert [p["n"] for p in params] == list(range(40))
         assert len({p["thread"] for p in params}) == 1
+    store.dispose()
+
+
+def test_only_a_few_threads_hold_a_connection_and_an_ended_thread_frees_its_place(
+    tmp_path: Path,
+) -> None:
+    store = Store(write_config(tmp_path, f"sqlite:///{tmp_path / 'tasks.db'}"))
+    store.ensure_schema()
+    held = HeldConnections(store.engine, limit=2)
+    taken = threading.Barrier(4)
+    done = threading.Event()
+    kinds: list[bool] = []
+
+    def use() -> None:
+        fairy = held.take()
+        kinds.append(fairy._connection_record is None)  # detached: held by this thread
+        held.give_back(fairy)
+        taken.wait(timeout=30)
+        done.wait(timeout=30)
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(kinds) == 4, 30, "four threads to take a connection")
+    assert sorted(kinds) == [False, False, True, True] and held.count == 2
+    done.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    gc.collect()
+    assert held.count == 0
+    fairy = held.take()
+    assert fairy._connection_record is None and held.count == 1
+    held.give_back(fairy)
     store.dispose()
 
 
