@@ -125,6 +125,10 @@ class StoreBase:
         for engine in (self._engine, self._read_engine):
             if engine is not None:
                 engine.dispose(close=close)
+        if not close:
+            # A forked child keeps the parent's held connections referenced for good: were
+            # they collected, the pool would reset (roll back) them on the parent's socket.
+            _inherited.extend(held for held in (self._held, self._held_reads) if held)
         self._held = self._held_reads = None
 
     def backend_error(self, exc: BaseException, failure: Failure | None = None) -> BackendError:
@@ -271,6 +275,9 @@ def _forget_pools_after_fork() -> None:
     for store in list(_stores):
         store.dispose(close=False)
 
+
+_inherited: list[HeldConnections] = []
+"""Held connections a forked child got from its parent, never to be used or collected."""
 
 os.register_at_fork(after_in_child=_forget_pools_after_fork)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -85,39 +86,44 @@ class Prepared:
 
 
 HELD_CONNECTIONS = 4
-"""The most driver connections one engine keeps held for threads; more threads (a web
-server's pool) check connections out of the pool as before."""
+"""The most connections one engine's threads keep checked out for the hot path (within the
+pool's size); more threads (a web server's) check one out per transaction as before."""
 
 
 class _Held:
     """One thread's held connection. When the thread ends, its thread-local data goes and
-    with it this: the connection is closed (in the process that opened it only: a forked
-    child must not close its parent's session) and its place freed."""
+    with it this: the connection goes back to the pool (in the process that checked it
+    out only: a forked child must not touch its parent's session) and its place is freed."""
 
     def __init__(self, owner: HeldConnections, fairy: Any) -> None:
-        self.owner = owner
+        # A weak reference, so that dropping the owner drops its threads' connections at
+        # once (a cycle would wait for the garbage collector).
+        self.owner = weakref.ref(owner)
         self.fairy: Any = fairy
         self.busy = False
         self.pid = os.getpid()
 
     def __del__(self) -> None:
-        self.owner.freed()
+        owner = self.owner()
+        if owner is not None:
+            owner.freed()
         if self.fairy is not None and os.getpid() == self.pid:
             try:
                 self.fairy.close()
-            except Exception:  # noqa: BLE001 - a connection closed at thread exit may be gone
+            except Exception:  # noqa: BLE001 - a pool disposed meanwhile may refuse it
                 pass
 
 
 class HeldConnections:
-    """Driver connections held by threads for the hot path, detached from the engine's pool.
+    """Pooled connections kept checked out by threads for the hot path.
 
     Checking a pooled connection out and back in (events, reset, bookkeeping) costs about
     what SQLite needs for a whole insert and commit, and a dispatching or working thread
     runs these transactions one after another. So up to `HELD_CONNECTIONS` threads keep one
-    connection each; other threads, and a thread that opens a second transaction inside
-    its first (none does on the hot path), get a pooled one. A lost connection is closed
-    and replaced on next use.
+    connection each, checked out of the pool for as long as the thread lives; other
+    threads, and a thread that opens a second transaction inside its first (none does on
+    the hot path), check one out per transaction. A lost connection is invalidated and
+    replaced on next use.
     """
 
     def __init__(self, engine: Engine, limit: int = HELD_CONNECTIONS) -> None:
@@ -128,7 +134,8 @@ class HeldConnections:
         self._local = threading.local()
 
     def take(self) -> Any:
-        """This thread's connection (a detached pool fairy), or a pooled one."""
+        """This thread's held connection (a pool fairy kept checked out), or one checked
+        out for this use only."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None:
             with self._lock:
@@ -142,7 +149,6 @@ class HeldConnections:
             except BaseException:
                 self.freed()
                 raise
-            fairy.detach()
             held = self._local.held = _Held(self, fairy)
         elif held.busy:
             return self.engine.raw_connection()

@@ -148,9 +148,11 @@ def test_only_a_few_threads_hold_a_connection_and_an_ended_thread_frees_its_plac
     kinds: list[bool] = []
 
     def use() -> None:
-        fairy = held.take()
-        kinds.append(fairy._connection_record is None)  # detached: held by this thread
-        held.give_back(fairy)
+        first = held.take()
+        held.give_back(first)
+        again = held.take()
+        held.give_back(again)
+        kinds.append(again is first)  # the same connection again: this thread holds it
         taken.wait(timeout=30)
         done.wait(timeout=30)
 
@@ -164,8 +166,9 @@ def test_only_a_few_threads_hold_a_connection_and_an_ended_thread_frees_its_plac
         thread.join(timeout=30)
     gc.collect()
     assert held.count == 0
+    assert store.engine.pool.checkedout() == 0, "an ended thread's connection went back"
     fairy = held.take()
-    assert fairy._connection_record is None and held.count == 1
+    assert held.count == 1 and store.engine.pool.checkedout() == 1
     held.give_back(fairy)
     store.dispose()
 
