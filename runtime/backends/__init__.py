@@ -11,6 +11,7 @@ URL's dialect, and any other database is refused.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,12 @@ class Failure(StrEnum):
 
 class UnsupportedDatabase(ValueError):
     """Raised for a URL whose dialect has no backend: its write serialisation is unknown."""
+
+
+BATCH_ROWS = 500
+"""Rows per INSERT statement of a batch: 12 parameters a row stay far below SQLite's limit
+of 32,766 and MariaDB's `max_allowed_packet`."""
+_NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def dispatch_insert() -> Any:
@@ -169,16 +176,6 @@ class Backend:
         notify = self.row_notify
         return statement if notify is None else statement.returning(notify)
 
-    def insert_tasks(
-        self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
-    ) -> list[int]:
-        """Insert task rows of `queue` (a batch; one row goes through `insert_one`) and
-        notify `channel`; their ids, in order."""
-        statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
-        ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
-        self.notify(conn, channel)
-        return ids
-
     def begin_raw(self, dbapi_connection: Any) -> None:
         """Start a transaction on a driver connection (drivers other than SQLite's begin
         one implicitly with the first statement)."""
@@ -205,15 +202,34 @@ class Backend:
         """The id of the row holding the unique key bound as `b_key`."""
         return select(tasks.c.id).where(tasks.c.unique_key == bindparam("b_key", type_=String))
 
-    raw_batches = False
-    """Whether `insert_many` inserts a batch through a driver cursor (else `insert_tasks`
-    does, through SQLAlchemy)."""
-
     def insert_many(
         self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
         channel: str,
     ) -> list[int]:
-        """Insert a batch of task rows through a driver cursor; their ids, in order."""
+        """Insert a batch of task rows through a driver cursor; their ids, in order.
+
+        The default: multi-row INSERTs of `BATCH_ROWS` rows, the single-row statement's
+        VALUES group repeated (named placeholders made positional), each statement's ids
+        given by `batch_ids`.
+        """
+        single = compile("insert_one", dispatch_insert)
+        head, group = single.sql.split(" VALUES ")
+        names = _NAMED_PLACEHOLDER.findall(group)
+        if names:
+            group = _NAMED_PLACEHOLDER.sub("%s", group)
+        ids: list[int] = []
+        for start in range(0, len(rows), BATCH_ROWS):
+            chunk = rows[start : start + BATCH_ROWS]
+            params: list[Any] = []
+            for row in chunk:
+                values = single.parameters({f"v_{k}": v for k, v in row.items()})
+                params += [values[name] for name in names] if names else values
+            cursor.execute(f"{head} VALUES {', '.join([group] * len(chunk))}", params)
+            ids += self.batch_ids(cursor, len(chunk))
+        return ids
+
+    def batch_ids(self, cursor: Any, count: int) -> range:
+        """The ids of the `count` rows the multi-row INSERT just run on `cursor` made."""
         raise NotImplementedError
 
     def claim_one(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -40,14 +39,9 @@ from runtime.backends import (
     Q,
     claim_now,
     claim_values,
-    dispatch_insert,
 )
 from runtime.errors import BackendError
 from runtime.schema import claimable, tasks, unique_key_after_claim, use_dialect
-
-BATCH_ROWS = 500
-"""Rows per INSERT statement of a batch (well below `max_allowed_packet`)."""
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
@@ -171,8 +165,6 @@ class MySQLBackend(Backend):
         )
         return statement.on_duplicate_key_update(id=func.last_insert_id(tasks.c.id))
 
-    raw_batches = True
-
     def insert_many(
         self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
         channel: str,
@@ -183,21 +175,13 @@ class MySQLBackend(Backend):
         is inserted on its own."""
         if self._interleaved_ids(cursor):
             return [self.insert_one(cursor, compile, queue, row, channel) for row in rows]
-        single = compile("insert_one", dispatch_insert)
-        head, group = single.sql.split(" VALUES ")
-        names = _PLACEHOLDER.findall(group)
-        positional = _PLACEHOLDER.sub("%s", group)
-        ids: list[int] = []
-        for start in range(0, len(rows), BATCH_ROWS):
-            chunk = rows[start : start + BATCH_ROWS]
-            params: list[Any] = []
-            for row in chunk:
-                values = single.parameters({f"v_{k}": v for k, v in row.items()})
-                params += [values[name] for name in names]
-            cursor.execute(f"{head} VALUES {', '.join([positional] * len(chunk))}", params)
-            first = int(cursor.lastrowid)
-            ids += range(first, first + len(chunk))
-        return ids
+        return super().insert_many(cursor, compile, queue, rows, channel)
+
+    def batch_ids(self, cursor: Any, count: int) -> range:
+        """InnoDB gives a multi-row INSERT consecutive ids from the insert id (outside the
+        interleaved lock mode, which `insert_many` avoids)."""
+        first = int(cursor.lastrowid)
+        return range(first, first + count)
 
     def _interleaved_ids(self, cursor: Any) -> bool:
         """Whether the server may interleave a multi-row INSERT's ids with others' (asked

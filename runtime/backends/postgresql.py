@@ -34,7 +34,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    insert,
     literal,
     select,
     text,
@@ -180,8 +179,6 @@ class PostgreSQLBackend(Backend):
         statement.execute(cursor, params)
         return int(cursor.fetchone()[0])
 
-    raw_batches = True
-
     def insert_many(
         self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
         channel: str,
@@ -201,19 +198,6 @@ class PostgreSQLBackend(Backend):
             ids.append(int(cursor.fetchone()[0]))
             if not cursor.nextset():
                 return ids
-
-    def insert_tasks(
-        self, conn: Connection, queue: str, rows: Sequence[Mapping[str, Any]], channel: str
-    ) -> list[int]:
-        """Insert a batch under the queue's advisory lock, held to the commit, so that a
-        queue's ids become visible in order and a claim never passes over a task still being
-        inserted (one row is one statement: `insert_one`)."""
-        key = lock_key(queue_lock(queue))
-        conn.execute(select(func.pg_advisory_xact_lock(key)))
-        statement = insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True)
-        ids = [int(i) for i in conn.execute(statement, list(rows)).scalars()]
-        self.notify(conn, channel)
-        return ids
 
     def notify(self, conn: Connection, channel: str) -> None:
         """Queue a NOTIFY in the caller's transaction; PostgreSQL delivers it on commit."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -22,13 +22,10 @@ from sqlalchemy import Connection, Engine, bindparam, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from runtime.backends import UNIQUE_DISPATCH_COLUMNS, Backend, Compile, Failure, dispatch_insert
+from runtime.backends import UNIQUE_DISPATCH_COLUMNS, Backend, Compile, Failure
 from runtime.schema import tasks, use_dialect
 
 BUSY_TIMEOUT_S = 30
-BATCH_ROWS = 500
-"""Rows per INSERT statement of a batch: 12 parameters a row stays far below SQLite's
-limit of 32,766."""
 _IMMEDIATE = "rsx_begin_immediate"
 _SEEN_VERSION = "rsx_data_version"
 _FIRST_RETRY_S = 0.00005
@@ -88,28 +85,11 @@ class SQLiteBackend(Backend):
     def begin_raw(self, dbapi_connection: Any) -> None:
         begin_immediate(dbapi_connection)
 
-    raw_batches = True
-
-    def insert_many(
-        self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
-        channel: str,
-    ) -> list[int]:
-        """Multi-row INSERTs of `BATCH_ROWS` rows, the single-row statement's VALUES group
-        repeated. The transaction holds SQLite's write lock, and each new row gets one more
-        than the largest id, so a statement's rows have consecutive ids ending at
-        `lastrowid`."""
-        single = compile("insert_one", dispatch_insert)
-        head, group = single.sql.split(" VALUES ")
-        ids: list[int] = []
-        for start in range(0, len(rows), BATCH_ROWS):
-            chunk = rows[start : start + BATCH_ROWS]
-            params: list[Any] = []
-            for row in chunk:
-                params += single.parameters({f"v_{k}": v for k, v in row.items()})
-            cursor.execute(f"{head} VALUES {', '.join([group] * len(chunk))}", params)
-            last = int(cursor.lastrowid)
-            ids += range(last - len(chunk) + 1, last + 1)
-        return ids
+    def batch_ids(self, cursor: Any, count: int) -> range:
+        """The transaction holds SQLite's write lock, and each new row gets one more than
+        the largest id: a statement's rows have consecutive ids ending at `lastrowid`."""
+        last = int(cursor.lastrowid)
+        return range(last - count + 1, last + 1)
 
     def wait(self, conn: Connection, channel: str, timeout: float) -> None:
         """Poll `PRAGMA data_version`, which changes when another connection commits.

@@ -300,30 +300,18 @@ class TaskStore(StoreBase):
         rows = [self._new_row(service, task, queue, p, timeout, moment, due) for p in params]
         if not rows:
             return [], None
-        if unique_keys is not None:
-            with self.raw_write() as cursor:
+        channel = queue_channel(queue)
+        with self.raw_write() as cursor:
+            if unique_keys is not None:
                 ids = [
                     self._insert_unique(cursor, queue, {**row, "unique_key": key})
                     for row, key in zip(rows, unique_keys, strict=True)
                 ]
-                return ids, None if then is None else then(cursor)
-        if len(rows) == 1:
-            with self.raw_write() as cursor:
-                channel = queue_channel(queue)
+            elif len(rows) == 1:
                 ids = [self.backend.insert_one(cursor, self.compile, queue, rows[0], channel)]
-                return ids, None if then is None else then(cursor)
-        if self.backend.raw_batches:
-            with self.raw_write() as cursor:
-                channel = queue_channel(queue)
+            else:
                 ids = self.backend.insert_many(cursor, self.compile, queue, rows, channel)
-                return ids, None if then is None else then(cursor)
-        with self.write() as conn:
-            ids = self.backend.insert_tasks(conn, queue, rows, queue_channel(queue))
-            if then is None:
-                return ids, None
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            return ids, then(driver.cursor())
+            return ids, None if then is None else then(cursor)
 
     def _insert_unique(self, cursor: Any, queue: str, row: Mapping[str, Any]) -> int:
         """Insert a row holding a unique key, or find the row that holds it; the id.

@@ -304,8 +304,10 @@ def test_a_claim_never_passes_over_a_task_still_being_dispatched(
             "timeout_seconds": 60, "has_temp_directory": False,
             "created_at": to_db(utcnow()), "updated_at": to_db(utcnow()),
         }
-        with store.write() as conn:
-            older.extend(store.backend.insert_tasks(conn, "default", [row], "queue_default"))
+        with store.raw_write() as cursor:
+            older.append(
+                store.backend.insert_one(cursor, store.compile, "default", row, "queue_default")
+            )
             inserting.set()
             release.wait(timeout=30)
 
