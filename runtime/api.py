@@ -15,12 +15,14 @@ from typing import Any
 
 from runtime.clock import to_db, utcnow
 from runtime.config import Config, load_config
-from runtime.errors import BackendError, ConfigError, ParamsError
+from runtime.errors import BackendError, ConfigError, ParamsError, StorageError
 from runtime.limits import MAX_DURATION_SECONDS, MAX_DURATION_TEXT
 from runtime.registry import TaskEntry, load_tasks, lookup
+from runtime.spawn import ensure_worker
 from runtime.state import TaskId, TaskStatus
 from runtime.store import Store
 from runtime.store.tasks import CANCEL_TRIES, Cancel
+from runtime.unique import unique_keys
 
 log = logging.getLogger("runtime")
 
@@ -136,10 +138,7 @@ class Task:
         earlier one of the batch, or to a task that holds the key, gets that task's id.
         Raises like `dispatch`.
         """
-        from runtime.errors import StorageError
-        from runtime.spawn import ensure_worker
-        from runtime.unique import unique_keys
-        from runtime.validation import validate
+        from runtime.validation import json_params
 
         ctx = context()
         entry = lookup(ctx.tasks, service, task)
@@ -149,7 +148,7 @@ class Task:
         values = []
         for index, item in enumerate(batch):
             try:
-                values.append(validate(entry, item).model_dump(mode="json"))
+                values.append(json_params(entry, item))
             except ParamsError as exc:
                 if len(batch) == 1:
                     raise

@@ -8,7 +8,9 @@ belongs to a process started at that time.
 from __future__ import annotations
 
 import os
+import select
 import signal
+import threading
 from functools import cache
 
 import psutil  # type: ignore[import-untyped]
@@ -48,10 +50,103 @@ def _proc_stat(pid: int, boot: float, ticks: int) -> tuple[str, float] | None:
     return fields[0].decode(), boot + int(fields[19]) / ticks
 
 
+WATCHED_MAX = 64
+"""The most processes one process keeps a pidfd open on (see `_Watched`)."""
+
+
+class _Watched:
+    """Processes already found alive, each held by a pidfd (Linux 5.3+).
+
+    A dispatch asks whether its queue's worker lives each time, and reading
+    `/proc/PID/stat` for it costs several system calls. A pidfd refers to one process,
+    never to a later one given the same PID, and polls readable once it has exited: after
+    one full check, a single non-blocking poll answers. The pidfd is opened *before* that
+    check, so the process it holds is the one the check saw (a PID reused in between
+    shows another start time and is not kept). Every use holds a lock, so no thread polls
+    or closes a descriptor another thread has just closed.
+    """
+
+    def __init__(self) -> None:
+        self.fds: dict[tuple[int, float], int] = {}
+        self.usable = hasattr(os, "pidfd_open")
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        # Another thread may have held the lock at the fork; the child has no such thread.
+        self._lock = threading.Lock()
+
+    def alive(self, pid: int, started: float) -> bool | None:
+        """True or False when `(pid, started)` is watched; None when it is not."""
+        with self._lock:
+            fd = self.fds.get((pid, started))
+            if fd is None:
+                return None
+            if not _exited(fd):
+                return True
+            del self.fds[(pid, started)]
+            os.close(fd)
+            return False
+
+    def open(self, pid: int) -> int | None:
+        """A pidfd on `pid`, or None where pidfds are not available."""
+        if not self.usable:
+            return None
+        try:
+            return os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            self.usable = False
+            return None
+
+    def keep(self, pid: int, started: float, fd: int) -> None:
+        """Watch `(pid, started)` through `fd` from now on; when `WATCHED_MAX` are held,
+        the watches of exited processes are closed first, then the oldest."""
+        with self._lock:
+            if (pid, started) in self.fds:
+                os.close(fd)
+                return
+            if len(self.fds) >= WATCHED_MAX:
+                ended = [key for key, old in self.fds.items() if _exited(old)]
+                oldest = [key for key in self.fds if key not in ended]
+                for key in ended + oldest[: max(0, len(self.fds) - len(ended) - WATCHED_MAX + 1)]:
+                    os.close(self.fds.pop(key))
+            self.fds[(pid, started)] = fd
+
+
+def _exited(fd: int) -> bool:
+    """Whether the process a pidfd refers to has exited (its pidfd polls readable)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+_watched = _Watched()
+
+
 def is_alive(pid: int | None, started: float | None) -> bool:
     """Whether `pid` is still the process that started at `started` and has not exited."""
     if pid is None:
         return False
+    if started is None:
+        return _is_alive(pid, None)
+    known = _watched.alive(pid, started)
+    if known is not None:
+        return known
+    fd = _watched.open(pid)
+    alive = _is_alive(pid, started)
+    if fd is not None:
+        if alive:
+            _watched.keep(pid, started, fd)
+        else:
+            os.close(fd)
+    return alive
+
+
+def _is_alive(pid: int, started: float | None) -> bool:
+    """`is_alive` from the process table."""
     clock = _clock()
     if clock is not None:
         found = _proc_stat(pid, *clock)

@@ -60,6 +60,19 @@ def validate(entry: TaskEntry, params: Mapping[str, Any] | None) -> BaseModel:
 
     Raises `ParamsError` naming each bad field, including values strict JSON cannot hold.
     """
+    return _validated(entry, params)[0]
+
+
+def json_params(entry: TaskEntry, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The validated params as JSON values, what a dispatch stores; raises like `validate`.
+    Plain scalars are their own JSON form, so only other values go through pydantic's
+    serializer."""
+    model, plain = _validated(entry, params)
+    return dict(model.__dict__) if plain else model.model_dump(mode="json")
+
+
+def _validated(entry: TaskEntry, params: Mapping[str, Any] | None) -> tuple[BaseModel, bool]:
+    """`validate`'s model, and whether its values are all plain scalars (`_plain`)."""
     name = f"{entry.service}.{entry.task}"
     if params is not None and not isinstance(params, Mapping):
         raise ParamsError(f"params of {name} must be a dict, not {type(params).__name__}")
@@ -77,11 +90,11 @@ def validate(entry: TaskEntry, params: Mapping[str, Any] | None) -> BaseModel:
     except (ValueError, RecursionError) as exc:
         raise ParamsError(f"invalid params for {name}: {shorten(str(exc), ECHO_LIMIT)}") from None
     if _plain(model.__dict__):
-        return model
+        return model, True
     problems = [f"{_field(path)}: {why}" for path, why in _not_json(model.model_dump())]
     if problems:
         raise ParamsError(f"invalid params for {name}: {_joined(problems)}")
-    return model
+    return model, False
 
 
 def _plain(values: Mapping[str, Any]) -> bool:

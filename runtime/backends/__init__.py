@@ -221,8 +221,7 @@ class Backend:
         for start in range(0, len(rows), BATCH_ROWS):
             chunk = rows[start : start + BATCH_ROWS]
             params: list[Any] = []
-            for row in chunk:
-                values = single.parameters({f"v_{k}": v for k, v in row.items()})
+            for values in single.parameter_rows(chunk, "v_"):
                 params += [values[name] for name in names] if names else values
             cursor.execute(f"{head} VALUES {', '.join([group] * len(chunk))}", params)
             ids += self.batch_ids(cursor, len(chunk))

@@ -153,13 +153,17 @@ def begin_immediate(dbapi_connection: Any) -> None:
     transaction waits), and `BUSY_TIMEOUT_S` bounds this loop instead.
     """
     delay = _FIRST_RETRY_S
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    deadline: float | None = None
     while True:
         try:
             dbapi_connection.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            if deadline is None:
+                deadline = time.monotonic() + BUSY_TIMEOUT_S
+            elif time.monotonic() > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, _LAST_RETRY_S)

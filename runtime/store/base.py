@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -161,24 +161,20 @@ class StoreBase:
                 ) from None
             raise
 
-    @contextmanager
-    def raw_write(self) -> Iterator[Any]:
+    def raw_write(self) -> AbstractContextManager[Any]:
         """A write transaction on a driver connection, yielding a cursor, for the hot path's
         prepared statements (`runtime.store.fast`)."""
         self.ensure_schema()
         if self._held is None:
             self._held = HeldConnections(self.engine)
-        with raw_transaction(self._held, self.backend_error, self.backend.begin_raw) as cursor:
-            yield cursor
+        return raw_transaction(self._held, self.backend_error, self.backend.begin_raw)
 
-    @contextmanager
-    def raw_read(self) -> Iterator[Any]:
+    def raw_read(self) -> AbstractContextManager[Any]:
         """A cursor on an autocommit driver connection, for the hot path's prepared reads."""
         self.ensure_schema()
         if self._held_reads is None:
             self._held_reads = HeldConnections(self.read_engine)
-        with raw_transaction(self._held_reads, self.backend_error, None) as cursor:
-            yield cursor
+        return raw_transaction(self._held_reads, self.backend_error, None)
 
     def compile(self, key: Hashable, build: Callable[[], Any]) -> Prepared:
         """The `Prepared` form of the statement `build` makes, compiled once per `key`."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,20 +39,52 @@ class Prepared:
         # The statement's own values (a LIMIT, a literal default), merged under the caller's:
         # building them per call is most of what `construct_params` costs.
         self._constants = compiled.construct_params({}, _check=False)
+        # For positional drivers: each placeholder's name, processor and constant, in order.
+        self._plan = (
+            None
+            if self._positions is None
+            else [
+                (key, self._processors.get(key), self._constants.get(key))
+                for key in self._positions
+            ]
+        )
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         """The driver's parameters for `values` (constants such as a LIMIT filled in)."""
+        if self._plan is not None:
+            out = []
+            for key, process, constant in self._plan:
+                value = values[key] if key in values else constant
+                out.append(value if process is None else process(value))
+            return out
         merged = {**self._constants, **values}
         processors = self._processors
-        if self._positions is not None:
-            return tuple(
-                processors[key](merged[key]) if key in processors else merged[key]
-                for key in self._positions
-            )
         return {
             key: processors[key](value) if key in processors else value
             for key, value in merged.items()
         }
+
+    def parameter_rows(self, rows: Iterable[Mapping[str, Any]], prefix: str = "") -> Iterator[Any]:
+        """`parameters` of each of `rows`, whose keys are the placeholders' names without
+        `prefix`. A processed value is reused while the next row holds the very same
+        object, as the rows of a batch share their timestamps."""
+        order = self._positions if self._positions is not None else list(self._constants)
+        plan = [
+            (key, key.removeprefix(prefix), self._processors.get(key), self._constants.get(key))
+            for key in order
+        ]
+        done: dict[str, tuple[Any, Any]] = {}
+        for row in rows:
+            out = []
+            for key, name, process, constant in plan:
+                value = row[name] if name in row else constant
+                if process is not None:
+                    last = done.get(key)
+                    if last is None or last[0] is not value:
+                        last = done[key] = (value, process(value))
+                    value = last[1]
+                out.append(value)
+            yield out if self._positions is not None else dict(zip(order, out, strict=True))
 
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> Any:
         """Run the statement on `cursor`; the cursor."""

@@ -12,7 +12,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -44,12 +43,16 @@ def worker_alive(row: Any, now: datetime) -> bool:
     A reservation whose time is not a datetime (MySQL hands a zero date back as text) is
     not one: it could never be adopted.
     """
-    if row.pid == 0:
-        if not isinstance(row.heartbeat_at, datetime):
+    return _alive(row.pid, row.process_started, row.heartbeat_at, now)
+
+
+def _alive(pid: int, started: float | None, heartbeat_at: Any, now: datetime) -> bool:
+    if pid == 0:
+        if not isinstance(heartbeat_at, datetime):
             return False
-        reserved = from_db(row.heartbeat_at)
+        reserved = from_db(heartbeat_at)
         return reserved is not None and now - reserved < timedelta(seconds=STARTING_GRACE_S)
-    return is_alive(row.pid, row.process_started)
+    return is_alive(pid, started)
 
 
 _WORKER_COLUMNS = (
@@ -64,7 +67,11 @@ _WORKER_COLUMNS = (
 
 def count_alive(rows: list[dict[str, Any]], now: datetime) -> int:
     """How many of the `_workers` rows stand for live or starting workers."""
-    return sum(1 for row in rows if worker_alive(SimpleNamespace(**row), now))
+    return sum(
+        1
+        for row in rows
+        if _alive(row["pid"], row["process_started"], row["heartbeat_at"], now)
+    )
 
 
 class WorkerStore(StoreBase):
