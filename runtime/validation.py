@@ -71,13 +71,22 @@ def json_params(entry: TaskEntry, params: Mapping[str, Any] | None) -> dict[str,
     return dict(model.__dict__) if plain else model.model_dump(mode="json")
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+"""Types of values that cannot nest (checked in C before looking for containers)."""
+
+
 def _validated(entry: TaskEntry, params: Mapping[str, Any] | None) -> tuple[BaseModel, bool]:
     """`validate`'s model, and whether its values are all plain scalars (`_plain`)."""
     name = f"{entry.service}.{entry.task}"
-    if params is not None and not isinstance(params, Mapping):
+    if type(params) is dict:
+        values = params
+    elif params is not None and not isinstance(params, Mapping):
         raise ParamsError(f"params of {name} must be a dict, not {type(params).__name__}")
-    values = dict(params or {})
-    if any(isinstance(value, Mapping | list | tuple) for value in values.values()):
+    else:
+        values = dict(params or {})
+    if not _SCALAR_TYPES.issuperset(map(type, values.values())) and any(
+        isinstance(value, Mapping | list | tuple) for value in values.values()
+    ):
         too_deep = [
             f"{_field(path)}: nested more than {MAX_DEPTH} levels deep" for path in _deep(values)
         ]

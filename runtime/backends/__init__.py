@@ -185,7 +185,7 @@ class Backend:
     ) -> int:
         """Insert one task row through a driver cursor (see `runtime.store.fast`); its id."""
         statement = compile("insert_one", dispatch_insert)
-        statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
+        statement.execute(cursor, row, "v_")
         return int(cursor.lastrowid)
 
     def insert_unique(
@@ -206,7 +206,8 @@ class Backend:
         self, cursor: Any, compile: Compile, queue: str, rows: Sequence[Mapping[str, Any]],
         channel: str,
     ) -> list[int]:
-        """Insert a batch of task rows through a driver cursor; their ids, in order.
+        """Insert a batch of task rows, alike but for their `params`, through a driver
+        cursor; their ids, in order.
 
         The default: multi-row INSERTs of `BATCH_ROWS` rows, the single-row statement's
         VALUES group repeated (named placeholders made positional), each statement's ids
@@ -221,7 +222,7 @@ class Backend:
         for start in range(0, len(rows), BATCH_ROWS):
             chunk = rows[start : start + BATCH_ROWS]
             params: list[Any] = []
-            for values in single.parameter_rows(chunk, "v_"):
+            for values in single.parameter_rows(chunk, "v_", varying=("params",)):
                 params += [values[name] for name in names] if names else values
             cursor.execute(f"{head} VALUES {', '.join([group] * len(chunk))}", params)
             ids += self.batch_ids(cursor, len(chunk))

@@ -129,7 +129,7 @@ class SQLiteBackend(Backend):
     ) -> int | None:
         """`INSERT ... ON CONFLICT (unique_key) DO NOTHING RETURNING id` (SQLite 3.35+)."""
         statement = compile("insert_unique", lambda: self._insert_unique)
-        statement.execute(cursor, {f"v_{k}": v for k, v in row.items()})
+        statement.execute(cursor, row, "v_")
         found = cursor.fetchone()
         return None if found is None else int(found[0])
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,56 +39,58 @@ class Prepared:
         # The statement's own values (a LIMIT, a literal default), merged under the caller's:
         # building them per call is most of what `construct_params` costs.
         self._constants = compiled.construct_params({}, _check=False)
-        # For positional drivers: each placeholder's name, processor and constant, in order.
-        self._plan = (
-            None
-            if self._positions is None
-            else [
-                (key, self._processors.get(key), self._constants.get(key))
-                for key in self._positions
-            ]
+        self._order: list[str] = (
+            self._positions if self._positions is not None else list(self._constants)
         )
+        self._plans: dict[str, list[tuple[str, str, Callable[[Any], Any] | None, Any]]] = {}
 
-    def parameters(self, values: Mapping[str, Any]) -> Any:
-        """The driver's parameters for `values` (constants such as a LIMIT filled in)."""
-        if self._plan is not None:
-            out = []
-            for key, process, constant in self._plan:
-                value = values[key] if key in values else constant
-                out.append(value if process is None else process(value))
-            return out
-        merged = {**self._constants, **values}
-        processors = self._processors
-        return {
-            key: processors[key](value) if key in processors else value
-            for key, value in merged.items()
-        }
+    def _plan(self, prefix: str) -> list[tuple[str, str, Callable[[Any], Any] | None, Any]]:
+        """Each placeholder in the driver's order: its name, that name without `prefix`
+        (the caller's key), its processor and its constant."""
+        plan = self._plans.get(prefix)
+        if plan is None:
+            plan = self._plans[prefix] = [
+                (key, key.removeprefix(prefix), self._processors.get(key), self._constants[key])
+                for key in self._order
+            ]
+        return plan
 
-    def parameter_rows(self, rows: Iterable[Mapping[str, Any]], prefix: str = "") -> Iterator[Any]:
-        """`parameters` of each of `rows`, whose keys are the placeholders' names without
-        `prefix`. A processed value is reused while the next row holds the very same
-        object, as the rows of a batch share their timestamps."""
-        order = self._positions if self._positions is not None else list(self._constants)
-        plan = [
-            (key, key.removeprefix(prefix), self._processors.get(key), self._constants.get(key))
-            for key in order
+    def parameters(self, values: Mapping[str, Any], prefix: str = "") -> Any:
+        """The driver's parameters for `values`, keyed by the placeholders' names without
+        `prefix` (constants such as a LIMIT filled in)."""
+        out = []
+        for _key, name, process, constant in self._plan(prefix):
+            value = values[name] if name in values else constant
+            out.append(value if process is None else process(value))
+        return out if self._positions is not None else dict(zip(self._order, out, strict=True))
+
+    def parameter_rows(
+        self, rows: Sequence[Mapping[str, Any]], prefix: str = "", varying: Collection[str] = ()
+    ) -> Iterator[Any]:
+        """`parameters` of each of `rows`, which hold the very same values as the first
+        row but under the keys in `varying`: the others are bound once."""
+        if not rows:
+            return
+        plan = self._plan(prefix)
+        template = self.parameters(rows[0], prefix)
+        if self._positions is None:
+            template = [template[key] for key in self._order]
+        slots = [
+            (index, name, process)
+            for index, (_key, name, process, _constant) in enumerate(plan)
+            if name in varying
         ]
-        done: dict[str, tuple[Any, Any]] = {}
         for row in rows:
-            out = []
-            for key, name, process, constant in plan:
-                value = row[name] if name in row else constant
-                if process is not None:
-                    last = done.get(key)
-                    if last is None or last[0] is not value:
-                        last = done[key] = (value, process(value))
-                    value = last[1]
-                out.append(value)
-            yield out if self._positions is not None else dict(zip(order, out, strict=True))
+            out = template.copy()
+            for index, name, process in slots:
+                value = row[name]
+                out[index] = value if process is None else process(value)
+            yield out if self._positions is not None else dict(zip(self._order, out, strict=True))
 
-    def execute(self, cursor: Any, values: Mapping[str, Any]) -> Any:
-        """Run the statement on `cursor`; the cursor."""
-        cursor.execute(self.sql, self.parameters(values))
+    def execute(self, cursor: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
+        """Run the statement on `cursor` with `values` (keyed as for `parameters`); the
+        cursor."""
+        cursor.execute(self.sql, self.parameters(values, prefix))
         return cursor
 
     def first(self, cursor: Any) -> dict[str, Any] | None:

@@ -212,30 +212,34 @@ class TaskStore(StoreBase):
 
     # -- dispatch -----------------------------------------------------------------------
 
-    def _new_row(
+    def _new_rows(
         self,
         service: str,
         task: str,
         queue: str,
-        params: Mapping[str, Any],
+        params: Sequence[Mapping[str, Any]],
         timeout: int,
         moment: datetime | None,
         run_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        return {
+    ) -> list[dict[str, Any]]:
+        """The rows of new pending tasks: one per params mapping, alike in all else."""
+        shared = {
             "server_id": self.server_id,
             "service_name": service,
             "task_name": task,
             "queue_name": queue,
             "execution_mode": ExecutionMode.QUEUED.value,
             "status": Status.PENDING.value,
-            "params": dumps(dict(params)),
             "timeout_seconds": timeout,
             "has_temp_directory": False,
             "next_run_at": run_at,
             "created_at": moment,
             "updated_at": moment,
         }
+        return [
+            {**shared, "params": dumps(item if type(item) is dict else dict(item))}
+            for item in params
+        ]
 
     def insert_task(
         self,
@@ -300,7 +304,7 @@ class TaskStore(StoreBase):
         a driver cursor of it (None without rows or `then`)."""
         moment = to_db(now)
         due = to_db(run_at)
-        rows = [self._new_row(service, task, queue, p, timeout, moment, due) for p in params]
+        rows = self._new_rows(service, task, queue, params, timeout, moment, due)
         if not rows:
             return [], None
         channel = queue_channel(queue)
