@@ -188,11 +188,10 @@ class PostgreSQLBackend(Backend):
         rows' order. The queue's lock is taken by the first and held to the commit."""
         statement = compile("insert_one", lambda: self.insert_statement)
         fixed = {"lock_key": lock_key(queue_lock(queue)), "channel": channel_name(channel)}
-        cursor.executemany(
-            statement.sql,
-            [statement.parameters({**row, **fixed}) for row in rows],
-            returning=True,
-        )
+        # The rows are alike but for their params: the first is bound whole, the others
+        # lend their params only.
+        bound = statement.parameter_rows([{**rows[0], **fixed}, *rows[1:]], varying=("params",))
+        cursor.executemany(statement.sql, list(bound), returning=True)
         ids = []
         while True:
             ids.append(int(cursor.fetchone()[0]))
