@@ -16,8 +16,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
@@ -211,37 +210,64 @@ class HeldConnections:
         fairy.invalidate(exc)
 
 
-@contextmanager
-def raw_transaction(
-    held: HeldConnections,
-    url_error: Callable[[BaseException], BackendError],
-    begin: Callable[[Any], None] | None,
-) -> Iterator[Any]:
-    """A transaction on this thread's held driver connection; yields a cursor.
+class raw_transaction:  # noqa: N801 - used as a context manager, like contextlib's
+    """A transaction on this thread's held driver connection; `with` gives a cursor.
 
     `begin(dbapi_connection)` starts it (SQLite's `BEGIN IMMEDIATE`; the other drivers
     begin implicitly). It commits on success and rolls back on error. Without `begin` it
     is a read on an autocommit connection: nothing is begun or committed. A driver error is
     raised as `DBAPIError` (with `connection_invalidated` when the connection was lost,
     which also drops it); a connection lost while committing is a `BackendError` saying
-    the outcome is unknown, so that nobody retries it blindly.
+    the outcome is unknown, so that nobody retries it blindly. A class rather than a
+    generator: the hot path enters one per dispatch and per task.
     """
-    dialect = held.engine.dialect
-    driver_error = dialect.loaded_dbapi.Error
-    fairy = held.take()
-    connection = fairy.dbapi_connection
-    assert connection is not None
-    committing = False
-    try:
+
+    __slots__ = ("held", "url_error", "begin", "fairy", "connection")
+
+    def __init__(
+        self,
+        held: HeldConnections,
+        url_error: Callable[[BaseException], BackendError],
+        begin: Callable[[Any], None] | None,
+    ) -> None:
+        self.held = held
+        self.url_error = url_error
+        self.begin = begin
+
+    def __enter__(self) -> Any:
+        held = self.held
+        self.fairy = fairy = held.take()
+        self.connection = connection = fairy.dbapi_connection
+        assert connection is not None
         try:
-            if begin is not None:
-                begin(connection)
-            cursor = connection.cursor()
-            yield cursor
-            if begin is not None:
-                committing = True
-                connection.commit()
-        except driver_error as exc:
+            if self.begin is not None:
+                self.begin(connection)
+            return connection.cursor()
+        except BaseException as exc:
+            self._failed(exc, committing=False)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> None:
+        if exc is not None:
+            self._failed(exc, committing=False)
+        try:
+            if self.begin is not None:
+                self.connection.commit()
+        except BaseException as error:
+            self._failed(error, committing=True)
+        self.held.give_back(self.fairy)
+
+    def _failed(self, exc: BaseException, committing: bool) -> NoReturn:
+        """Roll back, give the connection back (or drop a lost one) and raise `exc` as the
+        store raises a driver error."""
+        held, fairy, connection = self.held, self.fairy, self.connection
+        dialect = held.engine.dialect
+        driver_error = dialect.loaded_dbapi.Error
+        try:
+            if not isinstance(exc, driver_error):
+                _rollback(connection, driver_error)
+                raise exc
             lost = dialect.is_disconnect(exc, connection, None)
             if lost:
                 held.lose(fairy, exc)
@@ -252,15 +278,12 @@ def raw_transaction(
             )
             if committing and lost:
                 raise BackendError(
-                    f"{url_error(wrapped)} (the connection was lost while committing; "
+                    f"{self.url_error(wrapped)} (the connection was lost while committing; "
                     "the change may or may not have been saved)"
                 ) from None
             raise wrapped from exc
-        except BaseException:
-            _rollback(connection, driver_error)
-            raise
-    finally:
-        held.give_back(fairy)
+        finally:
+            held.give_back(fairy)
 
 
 def _rollback(connection: Any, driver_error: type[BaseException]) -> None:
