@@ -12,8 +12,10 @@ and error messages apply unchanged.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -102,6 +104,7 @@ class _Held:
         self.fairy: Any = fairy
         self.busy = False
         self.pid = os.getpid()
+        self.used = time.monotonic()
 
     def __del__(self) -> None:
         owner = self.owner()
@@ -165,8 +168,17 @@ class HeldConnections:
         held: _Held | None = getattr(self._local, "held", None)
         if held is not None and fairy is held.fairy:
             held.busy = False
+            held.used = time.monotonic()
         else:
             fairy.close()
+
+    def idle_for(self, fairy: Any) -> float:
+        """Seconds since `take`'s connection was last used by this thread (infinite for
+        one checked out for this use only, whose past is not known)."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and fairy is held.fairy:
+            return time.monotonic() - held.used
+        return math.inf
 
     def lose(self, fairy: Any, exc: BaseException) -> None:
         """The connection is broken: drop it, and make the next `take` connect anew."""
@@ -177,11 +189,18 @@ class HeldConnections:
         fairy.invalidate(exc)
 
 
+IDLE_PING_S = 5.0
+"""An autocommitted write on a connection unused for longer than this pings it first: a
+connection the server or the network dropped meanwhile is then replaced before anything is
+sent, instead of leaving the write's outcome unknown."""
+
+
 @contextmanager
 def raw_transaction(
     held: HeldConnections,
     url_error: Callable[[BaseException], BackendError],
     begin: Callable[[Any], None] | None,
+    dropped: Callable[[Any], bool] | None = None,
 ) -> Iterator[Any]:
     """A transaction on this thread's held driver connection; yields a cursor.
 
@@ -191,6 +210,12 @@ def raw_transaction(
     raised as `DBAPIError` (with `connection_invalidated` when the connection was lost,
     which also drops it); a connection lost while committing is a `BackendError` saying
     the outcome is unknown, so that nobody retries it blindly.
+
+    With `dropped` the cursor runs one write on the autocommit connection, which commits
+    as it runs: a connection lost during it is that same `BackendError`. So the connection
+    is looked at first, and pinged when `dropped(dbapi_connection)` says the server may
+    have closed it or it was idle for more than `IDLE_PING_S`: a lost one is then a
+    `DBAPIError` the retry policy runs again, nothing having been written.
     """
     dialect = held.engine.dialect
     driver_error = dialect.loaded_dbapi.Error
@@ -202,6 +227,10 @@ def raw_transaction(
         try:
             if begin is not None:
                 begin(connection)
+            elif dropped is not None:
+                if dropped(connection) or held.idle_for(fairy) > IDLE_PING_S:
+                    dialect.do_ping(connection)
+                committing = True
             cursor = connection.cursor()
             yield cursor
             if begin is not None:
