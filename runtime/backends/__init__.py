@@ -100,6 +100,11 @@ class Backend:
     queue, so the dispatch may count the queue's workers inside it: SQLite runs one write
     transaction at a time; PostgreSQL's insert and the retirement both take the queue's
     lock (`queue_lock`)."""
+    autocommits_single_dispatch = False
+    """Whether a dispatch of one task, its INSERT being one statement (unique or not), is
+    sent on an autocommit connection, committing as it runs: one round trip instead of the
+    INSERT and its COMMIT. Only where the queue's workers are counted after the commit
+    (not `counts_workers_in_dispatch`), since no lock then needs to be held to the count."""
 
     def create_engine(self, url: str, autocommit: bool = False) -> Engine:
         """A lazily connecting engine for `url`; with `autocommit`, one for reads whose
@@ -179,6 +184,11 @@ class Backend:
     def begin_raw(self, dbapi_connection: Any) -> None:
         """Start a transaction on a driver connection (drivers other than SQLite's begin
         one implicitly with the first statement)."""
+
+    def dropped(self, dbapi_connection: Any) -> bool:
+        """Whether an idle driver connection may have been closed by the server, as far as
+        can be told without a round trip (default: no sign)."""
+        return False
 
     def insert_one(
         self, cursor: Any, compile: Compile, queue: str, row: Mapping[str, Any], channel: str

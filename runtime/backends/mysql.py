@@ -9,7 +9,9 @@ allows.
 
 Every connection runs at READ COMMITTED, so a claimer sees rows committed after its
 transaction began (InnoDB's default REPEATABLE READ would show it a stale snapshot), and
-InnoDB takes no gap locks that could deadlock racing inserts.
+InnoDB takes no gap locks that could deadlock racing inserts. That includes the autocommit
+connections of reads, on which a single dispatch's INSERT runs and commits in one round
+trip (`autocommits_single_dispatch`); the queue's workers are read after it.
 
 A claim reads the oldest pending row with a plain `FOR UPDATE`: a row still being inserted
 or claimed by another transaction is waited for, not skipped, so tasks start in id order
@@ -24,6 +26,7 @@ import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
+from select import POLLIN, poll
 from typing import Any
 
 from sqlalchemy import Connection, Engine, String, bindparam, func, select, text, update
@@ -47,6 +50,7 @@ DRIVER = "mysql+pymysql"
 CONNECT_TIMEOUT_S = 10
 # A lock wait longer than this means a holder is hung; fail in one line rather than hang.
 LOCK_TIMEOUT_S = 60
+READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
 # MySQL rejects user lock names longer than this.
 _MAX_LOCK_NAME = 64
 _FAILURES: dict[object, Failure] = {
@@ -81,6 +85,7 @@ class MySQLBackend(Backend):
     """Many processes, possibly on several machines, sharing one MySQL/MariaDB database."""
 
     name = "mysql"
+    autocommits_single_dispatch = True
     poll_interval = 0.01
     """MySQL has no change signal; an idle worker looks again this often (an index probe)."""
 
@@ -100,11 +105,27 @@ class MySQLBackend(Backend):
                 "MySQL/MariaDB needs PyMySQL: pip install 'rsxgen[mysql]'"
             ) from None
         use_dialect("mysql")
+        connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if autocommit:
+            # A single dispatch's INSERT runs on these connections too
+            # (`autocommits_single_dispatch`), at READ COMMITTED as every write.
+            connect_args["init_command"] = READ_COMMITTED
         return create_engine(
             parsed,
             isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+            connect_args=connect_args,
         )
+
+    def dropped(self, dbapi_connection: Any) -> bool:
+        """Whether the idle connection's socket has anything to read: the end of the stream
+        of a session the server closed (killed, timed out, restarted), or the error it sent
+        first. An idle connection has nothing to read; one poll, no round trip."""
+        sock = getattr(dbapi_connection, "_sock", None)
+        if sock is None:
+            return True
+        poller = poll()
+        poller.register(sock, POLLIN)
+        return bool(poller.poll(0))
 
     @contextmanager
     def write(self, engine: Engine, lock: str | None = None) -> Iterator[Connection]:

@@ -59,7 +59,9 @@ class Store(TaskStore, WorkerStore, ScheduleStore, ViewStore):
         (`Backend.counts_workers_in_dispatch`) the count is read inside the insert's own
         transaction, as sure as a read after the commit and one round trip fewer.
         Elsewhere (MariaDB) it is read after the commit, through its own guard, so that a
-        failed read cannot make the insert run twice.
+        failed read cannot make the insert run twice; there a single task's INSERT commits
+        as it runs (`Backend.autocommits_single_dispatch`), on the connection the read then
+        uses: two round trips in all.
         """
         fields: dict[str, Any] = {
             "service": service,

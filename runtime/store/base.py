@@ -169,6 +169,18 @@ class StoreBase:
             self._held = HeldConnections(self.engine)
         return raw_transaction(self._held, self.backend_error, self.backend.begin_raw)
 
+    def raw_autocommitted_write(self) -> AbstractContextManager[Any]:
+        """A cursor on this thread's autocommit driver connection (the reads') for one
+        write statement that commits as it runs: one round trip where `raw_write` takes
+        two (the statement and its COMMIT). A connection lost during it is a
+        `BackendError` saying the write may or may not have been saved."""
+        self.ensure_schema()
+        if self._held_reads is None:
+            self._held_reads = HeldConnections(self.read_engine)
+        return raw_transaction(
+            self._held_reads, self.backend_error, None, dropped=self.backend.dropped
+        )
+
     def raw_read(self) -> AbstractContextManager[Any]:
         """A cursor on an autocommit driver connection, for the hot path's prepared reads."""
         self.ensure_schema()

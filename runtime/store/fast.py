@@ -12,8 +12,10 @@ and error messages apply unchanged.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
@@ -135,6 +137,7 @@ class _Held:
         self.fairy: Any = fairy
         self.busy = False
         self.pid = os.getpid()
+        self.used = time.monotonic()
 
     def __del__(self) -> None:
         owner = self.owner()
@@ -198,8 +201,17 @@ class HeldConnections:
         held: _Held | None = getattr(self._local, "held", None)
         if held is not None and fairy is held.fairy:
             held.busy = False
+            held.used = time.monotonic()
         else:
             fairy.close()
+
+    def idle_for(self, fairy: Any) -> float:
+        """Seconds since `take`'s connection was last used by this thread (infinite for
+        one checked out for this use only, whose past is not known)."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and fairy is held.fairy:
+            return time.monotonic() - held.used
+        return math.inf
 
     def lose(self, fairy: Any, exc: BaseException) -> None:
         """The connection is broken: drop it, and make the next `take` connect anew."""
@@ -210,6 +222,12 @@ class HeldConnections:
         fairy.invalidate(exc)
 
 
+IDLE_PING_S = 5.0
+"""An autocommitted write on a connection unused for longer than this pings it first: a
+connection the server or the network dropped meanwhile is then replaced before anything is
+sent, instead of leaving the write's outcome unknown."""
+
+
 class raw_transaction:  # noqa: N801 - used as a context manager, like contextlib's
     """A transaction on this thread's held driver connection; `with` gives a cursor.
 
@@ -218,21 +236,31 @@ class raw_transaction:  # noqa: N801 - used as a context manager, like contextli
     is a read on an autocommit connection: nothing is begun or committed. A driver error is
     raised as `DBAPIError` (with `connection_invalidated` when the connection was lost,
     which also drops it); a connection lost while committing is a `BackendError` saying
-    the outcome is unknown, so that nobody retries it blindly. A class rather than a
-    generator: the hot path enters one per dispatch and per task.
+    the outcome is unknown, so that nobody retries it blindly.
+
+    With `dropped` the cursor runs one write on the autocommit connection, which commits
+    as it runs: a connection lost during it is that same `BackendError`. So the connection
+    is looked at first, and pinged when `dropped(dbapi_connection)` says the server may
+    have closed it or it was idle for more than `IDLE_PING_S`: a lost one is then a
+    `DBAPIError` the retry policy runs again, nothing having been written.
+
+    A class rather than a generator: the hot path enters one per dispatch and per task.
     """
 
-    __slots__ = ("held", "url_error", "begin", "fairy", "connection")
+    __slots__ = ("held", "url_error", "begin", "dropped", "fairy", "connection", "committing")
 
     def __init__(
         self,
         held: HeldConnections,
         url_error: Callable[[BaseException], BackendError],
         begin: Callable[[Any], None] | None,
+        dropped: Callable[[Any], bool] | None = None,
     ) -> None:
         self.held = held
         self.url_error = url_error
         self.begin = begin
+        self.dropped = dropped
+        self.committing = False
 
     def __enter__(self) -> Any:
         held = self.held
@@ -242,6 +270,10 @@ class raw_transaction:  # noqa: N801 - used as a context manager, like contextli
         try:
             if self.begin is not None:
                 self.begin(connection)
+            elif self.dropped is not None:
+                if self.dropped(connection) or held.idle_for(fairy) > IDLE_PING_S:
+                    held.engine.dialect.do_ping(connection)
+                self.committing = True
             return connection.cursor()
         except BaseException as exc:
             self._failed(exc, committing=False)
@@ -250,7 +282,7 @@ class raw_transaction:  # noqa: N801 - used as a context manager, like contextli
         self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
     ) -> None:
         if exc is not None:
-            self._failed(exc, committing=False)
+            self._failed(exc, committing=self.committing)
         try:
             if self.begin is not None:
                 self.connection.commit()

@@ -301,14 +301,19 @@ class TaskStore(StoreBase):
         unique_keys: Sequence[str] | None = None,
     ) -> tuple[list[int], T | None]:
         """`insert_tasks`, and in the same transaction, after the insert, `then(cursor)` on
-        a driver cursor of it (None without rows or `then`)."""
+        a driver cursor of it (None without rows or `then`).
+
+        One row without `then` is one statement where the backend autocommits it
+        (`Backend.autocommits_single_dispatch`): it is sent without a transaction around it.
+        """
         moment = to_db(now)
         due = to_db(run_at)
         rows = self._new_rows(service, task, queue, params, timeout, moment, due)
         if not rows:
             return [], None
         channel = queue_channel(queue)
-        with self.raw_write() as cursor:
+        alone = len(rows) == 1 and then is None and self.backend.autocommits_single_dispatch
+        with self.raw_autocommitted_write() if alone else self.raw_write() as cursor:
             if unique_keys is not None:
                 ids = [
                     self._insert_unique(cursor, queue, {**row, "unique_key": key})

@@ -62,7 +62,10 @@ _WORKER_COLUMNS = (
     workers.c.queue_name,
     workers.c.heartbeat_at,
 )
-"""What judging a worker registration needs (`worker_alive`)."""
+"""A worker registration's identity and what judging it needs (`worker_alive`)."""
+
+_ALIVE_COLUMNS = (workers.c.pid, workers.c.process_started, workers.c.heartbeat_at)
+"""What `worker_alive` reads of a registration."""
 
 
 def count_alive(rows: list[dict[str, Any]], now: datetime) -> int:
@@ -85,8 +88,10 @@ class WorkerStore(StoreBase):
         return select(*_WORKER_COLUMNS).where(workers.c.server_id == self.server_id)
 
     def _queue_workers(self) -> Any:
-        """This server's worker rows of the queue bound as `b_queue`."""
-        return select(*_WORKER_COLUMNS).where(
+        """This server's worker rows of the queue bound as `b_queue`: only what
+        `worker_alive` judges, since a dispatch reads them each time and every column
+        returned costs the driver a description to parse."""
+        return select(*_ALIVE_COLUMNS).where(
             workers.c.server_id == bindparam("b_server"),
             workers.c.queue_name == bindparam("b_queue"),
         )

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, select, text
@@ -336,6 +337,86 @@ def test_a_dispatch_whose_session_is_killed_while_committing_is_not_inserted_twi
     message = str(failures[0])
     assert "lost while committing" in message and "may or may not have been saved" in message
     assert "\n" not in message
+    assert count == 0
+
+
+def _dispatch_one(store: Store) -> tuple[list[int], int]:
+    return store.dispatch(
+        service="svc", task="job", queue="default", params=[{}], timeout=60, now=utcnow()
+    )
+
+
+@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
+def test_a_mariadb_dispatch_is_one_autocommitted_insert_then_the_workers_read(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One task's INSERT commits as it runs (no COMMIT round trip), and the queue's workers
+    are read after it, on the same connection."""
+    import pymysql.connections
+
+    store = Store(write_config(tmp_path, db_url))
+    first = _dispatch_one(store)[0][0]
+    sent: list[str] = []
+    execute = pymysql.connections.Connection._execute_command
+
+    def recorded(connection: Any, command: int, sql: Any) -> Any:
+        text = sql.decode() if isinstance(sql, bytes) else str(sql)
+        sent.append(f"{command} {' '.join(text.split())}")
+        return execute(connection, command, sql)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "_execute_command", recorded)
+    ids, live = _dispatch_one(store)
+    monkeypatch.undo()
+    assert ids == [first + 1] and live == 0
+    assert len(sent) == 2, sent
+    assert sent[0].startswith("3 INSERT INTO _tasks ")
+    assert sent[1].startswith("3 SELECT ") and " FROM _workers " in sent[1]
+    store.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
+def test_a_mariadb_dispatch_whose_session_is_killed_in_its_insert_is_not_inserted_twice(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The autocommitted INSERT may have committed when its session is lost: the dispatch
+    says so in one line instead of inserting again."""
+    store = Store(write_config(tmp_path, db_url))
+    store.ensure_schema()
+    failures: list[BaseException] = []
+
+    def dispatch() -> None:
+        try:
+            _dispatch_one(store)
+        except BackendError as exc:
+            failures.append(exc)
+
+    admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as holder, admin.connect() as killer:
+            holder.execute(text("LOCK TABLES _tasks WRITE"))
+            thread = threading.Thread(target=dispatch)
+            thread.start()
+            waiting = wait_until(
+                lambda: killer.execute(
+                    text(
+                        "SELECT id FROM information_schema.processlist "
+                        "WHERE db = DATABASE() AND info LIKE 'INSERT INTO _tasks%'"
+                    )
+                ).scalars().all(),
+                15,
+                "the dispatch to wait in its INSERT",
+            )
+            _kill(killer, db_url, waiting[0])
+            thread.join(timeout=15)
+            assert not thread.is_alive()
+            holder.execute(text("UNLOCK TABLES"))
+            count = killer.execute(text("SELECT count(*) FROM _tasks")).scalar()
+    finally:
+        admin.dispose()
+        store.dispose()
+    assert len(failures) == 1
+    message = str(failures[0])
+    assert "may or may not have been saved" in message and "\n" not in message
     assert count == 0
 
 
