@@ -35,6 +35,7 @@ from runtime.clock import log_line, utcnow
 from runtime.config import Config
 from runtime.errors import ParamsError, ResultError, UnknownTaskError
 from runtime.instance import TaskInstance
+from runtime.logs import info_line
 from runtime.maintenance import task_folder
 from runtime.processes import start_time
 from runtime.registry import TaskEntry, bind
@@ -387,14 +388,11 @@ class Executor:
         how = status.value if retry_at is None else f"failed, to be retried at {moment(retry_at)}"
         if not recorded:
             how += ", but the row was no longer ours"
-        log.info(
-            "task %s %s.%s: %s in %.2f s",
-            task.id,
-            task.service_name,
-            task.task_name,
-            how,
-            took,
-            extra={"task_id": task.id, **self.context},
+        info_line(
+            log,
+            f"task {task.id} {task.service_name}.{task.task_name}: {how} in {took:.2f} s",
+            task_id=task.id,
+            **self.context,
         )
         return following
 

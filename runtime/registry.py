@@ -252,5 +252,9 @@ def bind(
     """
     from runtime.validation import validate
 
-    values = dict(validate(entry, params))
+    model = validate(entry, params)
+    # The model's fields as iterating it gives them, without its generator's cost.
+    values = dict(model.__dict__)
+    if model.__pydantic_extra__:
+        values.update(model.__pydantic_extra__)
     return entry.load(), values

@@ -41,18 +41,17 @@ class Prepared:
         self._constants = compiled.construct_params({}, _check=False)
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        """The driver's parameters for `values` (constants such as a LIMIT filled in)."""
+        """The driver's parameters for `values` (constants such as a LIMIT filled in).
+
+        Each value is converted once, however often the statement uses it (a finish
+        writes its moment to two columns)."""
         merged = {**self._constants, **values}
-        processors = self._processors
+        for key, process in self._processors.items():
+            if key in merged:
+                merged[key] = process(merged[key])
         if self._positions is not None:
-            return tuple(
-                processors[key](merged[key]) if key in processors else merged[key]
-                for key in self._positions
-            )
-        return {
-            key: processors[key](value) if key in processors else value
-            for key, value in merged.items()
-        }
+            return tuple([merged[key] for key in self._positions])
+        return merged
 
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> Any:
         """Run the statement on `cursor`; the cursor."""

@@ -60,9 +60,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> str:
-    """JSON text of a value as stored in a column (raises TypeError if not serialisable)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """JSON text of a value as stored in a column (raises TypeError if not serialisable).
+
+    One encoder serves every call: `json.dumps` with options builds a new one each time."""
+    return _ENCODER.encode(value)
 
 
 def _log_pieces(lines: str) -> tuple[list[str], str]:
