@@ -45,6 +45,7 @@ from runtime.storage import task_directory
 from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
 from runtime.tasklog import BoundedLog
 from runtime.text import shorten, storable, surrogate_in, utf8_size
+from runtime.validation import ScalarFields, plain_params, scalar_fields
 
 FLUSH_INTERVAL_S = 0.5
 # The longest an idle executor sleeps between looks at its stop flag and its supervisor.
@@ -244,6 +245,12 @@ class Executor:
         self.claimer = Claimer(queue, worker_id, self.pid, start_time(self.pid) or time.time())
         self.stopping = False
         self.context = {"queue": queue, "worker_pid": self.pid}
+        self._callables: dict[
+            tuple[str, str], tuple[TaskEntry, Callable[..., Any], ScalarFields | None]
+        ] = {}
+        """Per task: its entry, function and, for params of plain scalars, their fields
+        (`runtime.validation.scalar_fields`), so that params already in their fields'
+        types are not validated again by pydantic."""
 
     def request_stop(self, signum: int, _frame: Any) -> None:
         """Signal handler: finish the current task, take no new one."""
@@ -441,14 +448,21 @@ class Executor:
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
         """Resolve the task through the registry, validate its params, call it; its result
         checked against the return annotation (`ResultError` fails the task)."""
-        entry = self.registry().get((task.service_name, task.task_name))
+        key = (task.service_name, task.task_name)
+        entry = self.registry().get(key)
         if entry is None:
             raise UnknownTaskError(
                 f"task {task.service_name}.{task.task_name} is not in the generated registry "
                 "(removed from the code?)"
             )
-        try:
-            function, values = bind(entry, task.params)
-        except ParamsError as exc:
-            raise ParamsError(f"params no longer validate: {exc}") from None
+        known = self._callables.get(key)
+        if known is None or known[0] is not entry:
+            known = self._callables[key] = (entry, entry.load(), scalar_fields(entry.params))
+        _, function, fields = known
+        values = None if fields is None else plain_params(fields, task.params)
+        if values is None:
+            try:
+                function, values = bind(entry, task.params)
+            except ParamsError as exc:
+                raise ParamsError(f"params no longer validate: {exc}") from None
         return entry.check_result(function(TaskInstance(task.id, values, sink), **values))
