@@ -136,6 +136,10 @@ class RowSink:
             self.cancel_seen = True
         return self.cancel_seen
 
+    def _written(self) -> bool:
+        """Whether anything was written to the sink (no thread runs until something is)."""
+        return self._status_dirty or bool(self._log.pending) or self._log.rewrite
+
     def _wake(self) -> None:
         if self._dirty is None:
             # Made on the first write, so that a task that writes nothing costs no thread.
@@ -189,6 +193,8 @@ class RowSink:
 
     def close(self) -> tuple[str, bool, dict[str, Any] | None]:
         """Stop the flush thread; return the log and status not yet written (as `_take`)."""
+        if self._thread is None and not self._written():
+            return "", False, None
         if self._thread is not None:
             assert self._closed is not None and self._dirty is not None
             self._closed.set()

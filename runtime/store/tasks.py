@@ -353,7 +353,7 @@ class TaskStore(StoreBase):
             "updated_at": moment,
         }
         row = self.backend.claim_one(cursor, self.compile, claimer.queue, values)
-        return None if row is None else TaskStatus.from_row(row)
+        return None if row is None else TaskStatus.claimed(row)
 
     @guarded
     def claim(self, claimer: Claimer, now: datetime) -> TaskStatus | None:
