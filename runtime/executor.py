@@ -28,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import pipe
 from runtime.clock import log_line, utcnow
@@ -45,7 +45,9 @@ from runtime.storage import task_directory
 from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
 from runtime.tasklog import BoundedLog
 from runtime.text import shorten, storable, surrogate_in, utf8_size
-from runtime.validation import ScalarFields, plain_params, scalar_fields
+
+if TYPE_CHECKING:
+    from runtime.validation import ScalarParams
 
 FLUSH_INTERVAL_S = 0.5
 # The longest an idle executor sleeps between looks at its stop flag and its supervisor.
@@ -252,10 +254,10 @@ class Executor:
         self.stopping = False
         self.context = {"queue": queue, "worker_pid": self.pid}
         self._callables: dict[
-            tuple[str, str], tuple[TaskEntry, Callable[..., Any], ScalarFields | None]
+            tuple[str, str], tuple[TaskEntry, Callable[..., Any], ScalarParams | None]
         ] = {}
         """Per task: its entry, function and, for params of plain scalars, their fields
-        (`runtime.validation.scalar_fields`), so that params already in their fields'
+        (`runtime.validation.scalar_params`), so that params already in their fields'
         types are not validated again by pydantic."""
 
     def request_stop(self, signum: int, _frame: Any) -> None:
@@ -463,9 +465,13 @@ class Executor:
             )
         known = self._callables.get(key)
         if known is None or known[0] is not entry:
-            known = self._callables[key] = (entry, entry.load(), scalar_fields(entry.params))
-        _, function, fields = known
-        values = None if fields is None else plain_params(fields, task.params)
+            # Imported here: the supervisor imports this module, and pydantic only when
+            # its executor has claimed a task.
+            from runtime.validation import scalar_params
+
+            known = self._callables[key] = (entry, entry.load(), scalar_params(entry.params))
+        _, function, scalars = known
+        values = None if scalars is None else scalars.values(task.params)
         if values is None:
             try:
                 function, values = bind(entry, task.params)

@@ -168,22 +168,49 @@ def _joined(parts: list[str]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more else "")
 
 
+
 _SCALARS = (int, float, str, bool)
-REQUIRED = object()
-"""A `scalar_fields` default: the field must be given."""
-
-ScalarFields = dict[str, tuple[type, bool, Any]]
-"""Each field's type, whether it takes None, and its default (see `scalar_fields`)."""
+_REQUIRED = object()
 
 
-def scalar_fields(model: type[BaseModel]) -> ScalarFields | None:
-    """Each field of a params model made of plain scalars only (`int`, `float`, `str`,
-    `bool`, each optionally `| None`), as its type, whether it takes None, and its default
-    (`REQUIRED` when it has none); None for any other model: one with aliases,
-    constraints, validators, a configuration beyond `extra="forbid"`, or other types.
+class ScalarParams:
+    """The fields of a params model made of plain scalars only, which tell without pydantic
+    that params validate unchanged, as the params a worker reads back from a row usually
+    do (see `scalar_params`)."""
 
-    For such a model `plain_params` can tell, without pydantic, that params validate
-    unchanged, as the params a worker reads back from a row usually do."""
+    def __init__(self, fields: Mapping[str, tuple[type, bool, Any]]) -> None:
+        self.fields = fields
+        """Each field's type, whether it takes None, and its default (`_REQUIRED` when
+        it has none)."""
+
+    def values(self, params: Any) -> dict[str, Any] | None:
+        """The values `validate` would give for `params`, when each given value already
+        has its field's exact type and is a scalar strict JSON surely carries, no name is
+        unknown and none required is missing; None when only pydantic can say (then
+        `validate` decides, with its messages)."""
+        if type(params) is not dict or not _plain(params):
+            return None
+        values: dict[str, Any] = {}
+        given = 0
+        for name, (kind, nullable, default) in self.fields.items():
+            if name in params:
+                value = params[name]
+                if type(value) is not kind and not (value is None and nullable):
+                    return None
+                values[name] = value
+                given += 1
+            elif default is _REQUIRED:
+                return None
+            else:
+                values[name] = default
+        return values if given == len(params) else None
+
+
+def scalar_params(model: type[BaseModel]) -> ScalarParams | None:
+    """The `ScalarParams` of a model whose fields are all `int`, `float`, `str` or `bool`
+    (each optionally `| None`, with a plain default if any); None for any other model: one
+    with aliases, constraints, validators, a configuration beyond `extra="forbid"`, or
+    other types."""
     if dict(model.model_config) not in ({}, {"extra": "forbid"}):
         return None
     decorators = model.__pydantic_decorators__
@@ -196,7 +223,7 @@ def scalar_fields(model: type[BaseModel]) -> ScalarFields | None:
         )
     ):
         return None
-    fields: ScalarFields = {}
+    fields: dict[str, tuple[type, bool, Any]] = {}
     for name, info in model.model_fields.items():
         kind: Any = info.annotation
         nullable = False
@@ -216,33 +243,10 @@ def scalar_fields(model: type[BaseModel]) -> ScalarFields | None:
         ):
             return None
         if info.is_required():
-            default: Any = REQUIRED
+            default: Any = _REQUIRED
         elif info.default is None or _plain({name: info.default}):
             default = info.default
         else:
             return None
         fields[name] = (kind, nullable, default)
-    return fields
-
-
-def plain_params(fields: ScalarFields, params: Any) -> dict[str, Any] | None:
-    """The values `validate` would give for `params` against the model of `fields` (from
-    `scalar_fields`), when each given value already has its field's exact type and is a
-    scalar strict JSON surely carries, no name is unknown and none required is missing;
-    None when only pydantic can say (then `validate` decides, with its messages)."""
-    if type(params) is not dict or not _plain(params):
-        return None
-    values: dict[str, Any] = {}
-    given = 0
-    for name, (kind, nullable, default) in fields.items():
-        if name in params:
-            value = params[name]
-            if type(value) is not kind and not (value is None and nullable):
-                return None
-            values[name] = value
-            given += 1
-        elif default is REQUIRED:
-            return None
-        else:
-            values[name] = default
-    return values if given == len(params) else None
+    return ScalarParams(fields)

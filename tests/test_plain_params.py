@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from runtime.registry import TaskEntry
-from runtime.validation import plain_params, scalar_fields, validate
+from runtime.validation import scalar_params, validate
 
 
 class Plain(pydantic.BaseModel):
@@ -45,9 +45,9 @@ def entry(model: type[pydantic.BaseModel]) -> TaskEntry:
     ],
 )
 def test_the_shortcut_agrees_with_validation(params: Any) -> None:
-    fields = scalar_fields(Plain)
-    assert fields is not None
-    quick = plain_params(fields, params)
+    scalars = scalar_params(Plain)
+    assert scalars is not None
+    quick = scalars.values(params)
     try:
         model = validate(entry(Plain), params)
     except Exception:
@@ -81,12 +81,12 @@ def test_models_it_cannot_judge_are_left_to_pydantic() -> None:
         a: list[int]
 
     for model in (Constrained, Aliased, Checked, Stripping, Listed):
-        assert scalar_fields(model) is None, model
+        assert scalar_params(model) is None, model
 
 
 def test_params_in_their_fields_types_skip_pydantic() -> None:
-    fields = scalar_fields(Plain)
-    assert fields is not None
-    assert plain_params(fields, {"a": 1, "c": 2.5, "e": None}) == {
+    scalars = scalar_params(Plain)
+    assert scalars is not None
+    assert scalars.values({"a": 1, "c": 2.5, "e": None}) == {
         "a": 1, "b": "x", "c": 2.5, "d": False, "e": None
     }
