@@ -253,6 +253,8 @@ class Executor:
         self.claimer = Claimer(queue, worker_id, self.pid, start_time(self.pid) or time.time())
         self.stopping = False
         self.context = {"queue": queue, "worker_pid": self.pid}
+        self._tasks: Mapping[tuple[str, str], TaskEntry] | None = None
+        """The registry, once `registry()` has loaded it (on the first task)."""
         self._callables: dict[
             tuple[str, str], tuple[TaskEntry, Callable[..., Any], ScalarParams | None]
         ] = {}
@@ -457,7 +459,9 @@ class Executor:
         """Resolve the task through the registry, validate its params, call it; its result
         checked against the return annotation (`ResultError` fails the task)."""
         key = (task.service_name, task.task_name)
-        entry = self.registry().get(key)
+        if self._tasks is None:
+            self._tasks = self.registry()
+        entry = self._tasks.get(key)
         if entry is None:
             raise UnknownTaskError(
                 f"task {task.service_name}.{task.task_name} is not in the generated registry "

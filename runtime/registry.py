@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -76,7 +77,7 @@ class TaskEntry:
         when the value does not match or has no JSON form. Without an annotation
         (`typing.Any`) the value is returned unchanged and pydantic is not imported.
         """
-        if self.result is Any:
+        if self.result is Any or (type(value) is self.result and _plain_scalar(value)):
             return value
         from pydantic import ValidationError
         from pydantic_core import PydanticSerializationError
@@ -219,6 +220,18 @@ def load_status(
     if entry is None or state.status != Status.COMPLETED or state.result is None:
         return state
     return replace(state, result=entry.load_result(state.result))
+
+
+def _plain_scalar(value: Any) -> bool:
+    """Whether `value`, of exactly its annotation's type, is what pydantic's validation and
+    JSON dump would give back unchanged: an int, a bool, a finite float or ASCII text (a
+    worker checks each task's result, most of them such scalars)."""
+    kind = type(value)
+    if kind is int or kind is bool:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    return kind is str and value.isascii()
 
 
 def _first_problem(error: ValidationError) -> str:
