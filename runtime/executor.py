@@ -258,9 +258,9 @@ class Executor:
         self._callables: dict[
             tuple[str, str], tuple[TaskEntry, Callable[..., Any], ScalarParams | None]
         ] = {}
-        """Per task: its entry, function and, for params of plain scalars, their fields
-        (`runtime.validation.scalar_params`), so that params already in their fields'
-        types are not validated again by pydantic."""
+        """Per task: its entry, its function and, when its params are plain scalars, their
+        `ScalarParams` (`runtime.validation.scalar_params`), so that params already in
+        their fields' types are not validated again by pydantic."""
 
     def request_stop(self, signum: int, _frame: Any) -> None:
         """Signal handler: finish the current task, take no new one."""

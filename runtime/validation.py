@@ -168,7 +168,6 @@ def _joined(parts: list[str]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more else "")
 
 
-
 _SCALARS = (int, float, str, bool)
 _REQUIRED = object()
 
