@@ -28,13 +28,14 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import pipe
 from runtime.clock import log_line, utcnow
 from runtime.config import Config
 from runtime.errors import ParamsError, ResultError, UnknownTaskError
 from runtime.instance import TaskInstance
+from runtime.logs import info_line
 from runtime.maintenance import task_folder
 from runtime.processes import start_time
 from runtime.registry import TaskEntry, bind
@@ -44,6 +45,9 @@ from runtime.storage import task_directory
 from runtime.store import Claimer, Outcome, Store, dumps, queue_channel
 from runtime.tasklog import BoundedLog
 from runtime.text import shorten, storable, surrogate_in, utf8_size
+
+if TYPE_CHECKING:
+    from runtime.validation import ScalarParams
 
 FLUSH_INTERVAL_S = 0.5
 # The longest an idle executor sleeps between looks at its stop flag and its supervisor.
@@ -134,6 +138,10 @@ class RowSink:
             self.cancel_seen = True
         return self.cancel_seen
 
+    def _written(self) -> bool:
+        """Whether anything was written to the sink (no thread runs until something is)."""
+        return self._status_dirty or bool(self._log.pending) or self._log.rewrite
+
     def _wake(self) -> None:
         if self._dirty is None:
             # Made on the first write, so that a task that writes nothing costs no thread.
@@ -187,6 +195,8 @@ class RowSink:
 
     def close(self) -> tuple[str, bool, dict[str, Any] | None]:
         """Stop the flush thread; return the log and status not yet written (as `_take`)."""
+        if self._thread is None and not self._written():
+            return "", False, None
         if self._thread is not None:
             assert self._closed is not None and self._dirty is not None
             self._closed.set()
@@ -243,6 +253,14 @@ class Executor:
         self.claimer = Claimer(queue, worker_id, self.pid, start_time(self.pid) or time.time())
         self.stopping = False
         self.context = {"queue": queue, "worker_pid": self.pid}
+        self._tasks: Mapping[tuple[str, str], TaskEntry] | None = None
+        """The registry, once `registry()` has loaded it (on the first task)."""
+        self._callables: dict[
+            tuple[str, str], tuple[TaskEntry, Callable[..., Any], ScalarParams | None]
+        ] = {}
+        """Per task: its entry, its function and, when its params are plain scalars, their
+        `ScalarParams` (`runtime.validation.scalar_params`), so that params already in
+        their fields' types are not validated again by pydantic."""
 
     def request_stop(self, signum: int, _frame: Any) -> None:
         """Signal handler: finish the current task, take no new one."""
@@ -387,14 +405,11 @@ class Executor:
         how = status.value if retry_at is None else f"failed, to be retried at {moment(retry_at)}"
         if not recorded:
             how += ", but the row was no longer ours"
-        log.info(
-            "task %s %s.%s: %s in %.2f s",
-            task.id,
-            task.service_name,
-            task.task_name,
-            how,
-            took,
-            extra={"task_id": task.id, **self.context},
+        info_line(
+            log,
+            f"task {task.id} {task.service_name}.{task.task_name}: {how} in {took:.2f} s",
+            task_id=task.id,
+            **self.context,
         )
         return following
 
@@ -443,14 +458,27 @@ class Executor:
     def call(self, task: TaskStatus, sink: RowSink) -> Any:
         """Resolve the task through the registry, validate its params, call it; its result
         checked against the return annotation (`ResultError` fails the task)."""
-        entry = self.registry().get((task.service_name, task.task_name))
+        key = (task.service_name, task.task_name)
+        if self._tasks is None:
+            self._tasks = self.registry()
+        entry = self._tasks.get(key)
         if entry is None:
             raise UnknownTaskError(
                 f"task {task.service_name}.{task.task_name} is not in the generated registry "
                 "(removed from the code?)"
             )
-        try:
-            function, values = bind(entry, task.params)
-        except ParamsError as exc:
-            raise ParamsError(f"params no longer validate: {exc}") from None
+        known = self._callables.get(key)
+        if known is None or known[0] is not entry:
+            # Imported here: the supervisor imports this module, and pydantic only when
+            # its executor has claimed a task.
+            from runtime.validation import scalar_params
+
+            known = self._callables[key] = (entry, entry.load(), scalar_params(entry.params))
+        _, function, scalars = known
+        values = None if scalars is None else scalars.values(task.params)
+        if values is None:
+            try:
+                function, values = bind(entry, task.params)
+            except ParamsError as exc:
+                raise ParamsError(f"params no longer validate: {exc}") from None
         return entry.check_result(function(TaskInstance(task.id, values, sink), **values))

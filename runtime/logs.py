@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 FORMAT = "[%(asctime)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -22,6 +23,59 @@ class _UTCFormatter(logging.Formatter):
 
 class _RuntimeHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler `configure` installs, told apart from an application's own."""
+
+    stamped_second = -1
+    stamp = ""
+
+    def write_line(self, message: str) -> None:
+        """Write `message` as its formatter would, without a `LogRecord`; the timestamp
+        is formatted once per second."""
+        second = int(time.time())
+        self.acquire()
+        try:
+            if second != self.stamped_second:
+                self.stamp = time.strftime(f"[{DATE_FORMAT}] ", time.gmtime(second))
+                self.stamped_second = second
+            self.stream.write(f"{self.stamp}{message}\n")
+            self.stream.flush()
+        finally:
+            self.release()
+
+
+def info_line(logger: logging.Logger, message: str, **extra: Any) -> None:
+    """`logger.info(message, extra=extra)`, written straight to the stream when the record
+    would reach only the handler `configure` installed, formatted as it formats it.
+
+    A worker logs a line per task, and a `LogRecord` through the handler chain costs about
+    what the task's own database statement does. An application's handler or filter on
+    the way, or a logging configuration other than `configure`'s, gets the record as
+    before, with its `extra` fields."""
+    if logger.filters or logger.handlers or not logger.isEnabledFor(logging.INFO):
+        logger.info(message, extra=extra)
+        return
+    parent = logger.parent
+    while parent is not None and not (parent.handlers or parent.filters) and parent.propagate:
+        parent = parent.parent
+    handlers = parent.handlers if parent is not None and not parent.filters else ()
+    handler = handlers[0] if len(handlers) == 1 else None
+    if (
+        parent is None
+        or parent.propagate
+        or type(handler) is not _RuntimeHandler
+        or handler.filters
+        or handler.level > logging.INFO
+        or type(handler.formatter) is not _UTCFormatter
+    ):
+        logger.info(message, extra=extra)
+        return
+    try:
+        handler.write_line(message)
+    except Exception:
+        # As `emit` does: a write that fails (a full disk) is reported, not raised.
+        record = logger.makeRecord(
+            logger.name, logging.INFO, "(unknown file)", 0, message, (), None, extra=extra
+        )
+        handler.handleError(record)
 
 
 def configure(level: str = "INFO") -> None:

@@ -34,12 +34,12 @@ class Message:
 
     def encode(self) -> bytes:
         """The message as one line of the pipe."""
-        words = [self.kind.value]
+        line = self.kind.value
         if self.task_id is not None:
-            words.append(str(self.task_id))
+            line = f"{line} {self.task_id}"
         if self.timeout is not None:
-            words.append(str(self.timeout))
-        return (" ".join(words) + "\n").encode()
+            line = f"{line} {self.timeout}"
+        return f"{line}\n".encode()
 
     @classmethod
     def decode(cls, line: bytes) -> Message:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -76,7 +77,7 @@ class TaskEntry:
         when the value does not match or has no JSON form. Without an annotation
         (`typing.Any`) the value is returned unchanged and pydantic is not imported.
         """
-        if self.result is Any:
+        if self.result is Any or (type(value) is self.result and _plain_scalar(value)):
             return value
         from pydantic import ValidationError
         from pydantic_core import PydanticSerializationError
@@ -221,6 +222,18 @@ def load_status(
     return replace(state, result=entry.load_result(state.result))
 
 
+def _plain_scalar(value: Any) -> bool:
+    """Whether `value`, of exactly its annotation's type, is what pydantic's validation and
+    JSON dump would give back unchanged: an int, a bool, a finite float or ASCII text (a
+    worker checks each task's result, most of them such scalars)."""
+    kind = type(value)
+    if kind is int or kind is bool:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    return kind is str and value.isascii()
+
+
 def _first_problem(error: ValidationError) -> str:
     """The first thing pydantic found wrong, in one line: `'x' at ['a']: input should be ...`."""
     problems = error.errors(include_url=False)
@@ -252,5 +265,9 @@ def bind(
     """
     from runtime.validation import validate
 
-    values = dict(validate(entry, params))
+    model = validate(entry, params)
+    # The model's fields as iterating it gives them, without its generator's cost.
+    values = dict(model.__dict__)
+    if model.__pydantic_extra__:
+        values.update(model.__pydantic_extra__)
     return entry.load(), values

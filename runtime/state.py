@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
@@ -125,6 +125,30 @@ class TaskStatus(Generic[ResultT]):
             cancel_requested_at=from_db(get("cancel_requested_at", None)),
         )
 
+    @classmethod
+    def claimed(cls, row: Mapping[str, Any]) -> TaskStatus[Any]:
+        """`from_row` of a claim's row (its columns by name, as `Backend.claim_one` gives
+        them), every other field at its default. A worker builds one per task, and the
+        frozen dataclass's `__init__` sets each of its nineteen fields through
+        `object.__setattr__`; the instance's attributes are filled at once instead."""
+        task = object.__new__(cls)
+        task.__dict__.update(
+            _UNCLAIMED,
+            id=int(row["id"]),
+            status=Status(row["status"]),
+            service_name=row["service_name"],
+            task_name=row["task_name"],
+            queue_name=row["queue_name"],
+            execution_mode=ExecutionMode(row["execution_mode"]),
+            params=loads(row["params"], {}),
+            status_data={},
+            timeout_seconds=int(row["timeout_seconds"]),
+            worker_pid=row["worker_pid"],
+            server_id=int(row["server_id"]),
+            attempts=int(row["attempts"]),
+        )
+        return task
+
     def get(self, key: str, default: Any = None) -> Any:
         """One value of the status data, or `default`."""
         return self.status_data.get(key, default)
@@ -147,3 +171,11 @@ class TaskStatus(Generic[ResultT]):
                 value = dict(value)
             data[name] = value
         return data
+
+
+_UNCLAIMED = {
+    name: spec.default
+    for name, spec in TaskStatus.__dataclass_fields__.items()
+    if spec.default is not MISSING
+}
+"""The fields a claim does not return, at their defaults (`TaskStatus.claimed`)."""

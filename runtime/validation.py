@@ -9,6 +9,8 @@ UTF-8 can encode, at most `MAX_DEPTH` levels of lists and dicts. Anything else i
 from __future__ import annotations
 
 import math
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -186,3 +188,86 @@ def _joined(parts: list[str]) -> str:
     shown = parts[:MAX_REPORTED]
     more = len(parts) - len(shown)
     return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+
+_SCALARS = (int, float, str, bool)
+_REQUIRED = object()
+
+
+class ScalarParams:
+    """The fields of a params model made of plain scalars only, which tell without pydantic
+    that params validate unchanged, as the params a worker reads back from a row usually
+    do (see `scalar_params`)."""
+
+    def __init__(self, fields: Mapping[str, tuple[type, bool, Any]]) -> None:
+        self.fields = fields
+        """Each field's type, whether it takes None, and its default (`_REQUIRED` when
+        it has none)."""
+
+    def values(self, params: Any) -> dict[str, Any] | None:
+        """The values `validate` would give for `params`, when each given value already
+        has its field's exact type and is a scalar strict JSON surely carries, no name is
+        unknown and none required is missing; None when only pydantic can say (then
+        `validate` decides, with its messages)."""
+        if type(params) is not dict or not _plain(params):
+            return None
+        values: dict[str, Any] = {}
+        given = 0
+        for name, (kind, nullable, default) in self.fields.items():
+            if name in params:
+                value = params[name]
+                if type(value) is not kind and not (value is None and nullable):
+                    return None
+                values[name] = value
+                given += 1
+            elif default is _REQUIRED:
+                return None
+            else:
+                values[name] = default
+        return values if given == len(params) else None
+
+
+def scalar_params(model: type[BaseModel]) -> ScalarParams | None:
+    """The `ScalarParams` of a model whose fields are all `int`, `float`, `str` or `bool`
+    (each optionally `| None`, with a plain default if any); None for any other model: one
+    with aliases, constraints, validators, a configuration beyond `extra="forbid"`, or
+    other types."""
+    if dict(model.model_config) not in ({}, {"extra": "forbid"}):
+        return None
+    decorators = model.__pydantic_decorators__
+    if any(
+        (
+            decorators.validators,
+            decorators.field_validators,
+            decorators.root_validators,
+            decorators.model_validators,
+        )
+    ):
+        return None
+    fields: dict[str, tuple[type, bool, Any]] = {}
+    for name, info in model.model_fields.items():
+        kind: Any = info.annotation
+        nullable = False
+        args = typing.get_args(kind)
+        if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 2:
+            if type(None) not in args:
+                return None
+            kind = args[0] if args[1] is type(None) else args[1]
+            nullable = True
+        if (
+            kind not in _SCALARS
+            or info.metadata
+            or info.alias is not None
+            or info.validation_alias is not None
+            or info.default_factory is not None
+            or info.validate_default
+        ):
+            return None
+        if info.is_required():
+            default: Any = _REQUIRED
+        elif info.default is None or _plain({name: info.default}):
+            default = info.default
+        else:
+            return None
+        fields[name] = (kind, nullable, default)
+    return ScalarParams(fields)

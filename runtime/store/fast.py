@@ -25,6 +25,9 @@ from sqlalchemy.exc import DBAPIError
 
 from runtime.errors import BackendError
 
+_Slot = tuple[str, str, Callable[[Any], Any] | None, Any, int | None]
+"""A placeholder of a `Prepared` statement, as `Prepared._plan` lists them."""
+
 
 class Prepared:
     """A Core statement compiled once for a dialect, run with parameters on a DBAPI cursor."""
@@ -43,24 +46,38 @@ class Prepared:
         self._order: list[str] = (
             self._positions if self._positions is not None else list(self._constants)
         )
-        self._plans: dict[str, list[tuple[str, str, Callable[[Any], Any] | None, Any]]] = {}
+        self._plans: dict[str, list[_Slot]] = {}
 
-    def _plan(self, prefix: str) -> list[tuple[str, str, Callable[[Any], Any] | None, Any]]:
+    def _plan(self, prefix: str) -> list[_Slot]:
         """Each placeholder in the driver's order: its name, that name without `prefix`
-        (the caller's key), its processor and its constant."""
+        (the caller's key), its processor, its constant, and the position of its first use
+        when the statement binds it more than once (a finish writes its moment to two
+        columns), so that each value is converted once."""
         plan = self._plans.get(prefix)
         if plan is None:
-            plan = self._plans[prefix] = [
-                (key, key.removeprefix(prefix), self._processors.get(key), self._constants[key])
-                for key in self._order
-            ]
+            first: dict[str, int] = {}
+            plan = self._plans[prefix] = []
+            for index, key in enumerate(self._order):
+                plan.append(
+                    (
+                        key,
+                        key.removeprefix(prefix),
+                        self._processors.get(key),
+                        self._constants[key],
+                        first.get(key),
+                    )
+                )
+                first.setdefault(key, index)
         return plan
 
     def parameters(self, values: Mapping[str, Any], prefix: str = "") -> Any:
         """The driver's parameters for `values`, keyed by the placeholders' names without
         `prefix` (constants such as a LIMIT filled in)."""
-        out = []
-        for _key, name, process, constant in self._plan(prefix):
+        out: list[Any] = []
+        for _key, name, process, constant, same in self._plan(prefix):
+            if same is not None:
+                out.append(out[same])
+                continue
             value = values[name] if name in values else constant
             out.append(value if process is None else process(value))
         return out if self._positions is not None else dict(zip(self._order, out, strict=True))
@@ -78,7 +95,7 @@ class Prepared:
             template = [template[key] for key in self._order]
         slots = [
             (index, name, process)
-            for index, (_key, name, process, _constant) in enumerate(plan)
+            for index, (_key, name, process, _constant, _same) in enumerate(plan)
             if name in varying
         ]
         for row in rows:

@@ -64,7 +64,9 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 
 
 def dumps(value: Any) -> str:
-    """JSON text of a value as stored in a column (raises TypeError if not serialisable)."""
+    """JSON text of a value as stored in a column (raises TypeError if not serialisable).
+
+    One encoder serves every call: `json.dumps` with options builds a new one each time."""
     return _ENCODER.encode(value)
 
 
@@ -360,7 +362,7 @@ class TaskStore(StoreBase):
             "updated_at": moment,
         }
         row = self.backend.claim_one(cursor, self.compile, claimer.queue, values)
-        return None if row is None else TaskStatus.from_row(row)
+        return None if row is None else TaskStatus.claimed(row)
 
     @guarded
     def claim(self, claimer: Claimer, now: datetime) -> TaskStatus | None:
