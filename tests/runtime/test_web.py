@@ -272,8 +272,11 @@ def test_events_stream_the_log_progress_and_end_of_a_task(app: App, client: Test
         status_log="line 0\n", status_data=json.dumps({"progress": 10}), worker_pid=1,
     )  # fmt: skip
 
+    first_sent = threading.Event()
+
     def finish_soon() -> None:
-        time.sleep(0.5)
+        # Each change comes after the stream has sent what was there before it.
+        first_sent.wait(timeout=30)
         app.update_row(task_id, status_log="line 0\nline <1>\n", status_data='{"progress": 60}')
         time.sleep(0.5)
         app.update_row(
@@ -284,7 +287,11 @@ def test_events_stream_the_log_progress_and_end_of_a_task(app: App, client: Test
     threading.Thread(target=finish_soon, daemon=True).start()
     with client.stream("GET", f"/tasks/{task_id}/events?offset=0") as answer:
         assert answer.headers["content-type"].startswith("text/event-stream")
-        body = "".join(answer.iter_text())
+        body = ""
+        for chunk in answer.iter_text():
+            body += chunk
+            if "id: 7\n" in body:
+                first_sent.set()
 
     events = [
         (re.search(r"^event: (\w+)$", block, re.M), re.search(r"^data: (.*)$", block, re.M))
