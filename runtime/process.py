@@ -40,12 +40,20 @@ def run_scheduler(store: Store, config: Config, now: datetime) -> None:
 
 
 def process(config: Config, queue: str | None = None, now: datetime | None = None) -> int:
-    """One processor run (see the module doc); the exit status."""
-    from runtime.maintenance import delete_expired_temp_directories
+    """One processor run (see the module doc); the exit status. Its connections are closed
+    at the end, not left to the garbage collector, which the run mostly goes without."""
     from runtime.store import Store
 
     store = Store(config)
-    now = now or utcnow()
+    try:
+        return _process(config, store, queue, now or utcnow())
+    finally:
+        store.dispose()
+
+
+def _process(config: Config, store: Store, queue: str | None, now: datetime) -> int:
+    from runtime.maintenance import delete_expired_temp_directories
+
     store.sweep(now)
     store.forget_dead_workers(now)
     delete_expired_temp_directories(config, store, now)

@@ -484,27 +484,36 @@ def _main(argv: list[str] | None) -> int:
             from runtime.cli import UsageError
 
             raise UsageError(f"queue '{args.queue}' is not defined in {config.path.name}")
-        from runtime.processes import start_time
         from runtime.store import Store
 
         store = Store(config)
-        worker_id = None
-        if args.slot is not None:
-            pid = os.getpid()
-            worker_id = store.adopt_worker(args.slot, pid, start_time(pid) or time.time(), utcnow())
-        if worker_id is None:
-            worker_id = register(config, store, args.queue)
-        if worker_id is None:
-            log.info(
-                "worker %s: queue %s has no free worker slot, exiting", os.getpid(), args.queue
-            )
-            return 0
-        from runtime.api import use_config
-
-        use_config(config, store)
-        return Supervisor(config, store, args.queue, worker_id).serve()
+        try:
+            return _serve(config, store, args.queue, args.slot)
+        finally:
+            store.dispose()
 
     return run_command(parser.prog, work)
+
+
+def _serve(config: Config, store: Store, queue: str, slot: int | None) -> int:
+    """Adopt `slot` or register, then supervise; the exit status. The caller closes the
+    store's connections afterwards rather than leave them to the garbage collector, which
+    the start-up goes without (`quick_start`)."""
+    from runtime.processes import start_time
+
+    worker_id = None
+    if slot is not None:
+        pid = os.getpid()
+        worker_id = store.adopt_worker(slot, pid, start_time(pid) or time.time(), utcnow())
+    if worker_id is None:
+        worker_id = register(config, store, queue)
+    if worker_id is None:
+        log.info("worker %s: queue %s has no free worker slot, exiting", os.getpid(), queue)
+        return 0
+    from runtime.api import use_config
+
+    use_config(config, store)
+    return Supervisor(config, store, queue, worker_id).serve()
 
 
 if __name__ == "__main__":
