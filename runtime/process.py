@@ -14,13 +14,15 @@ import logging
 import os
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from runtime.cli import Parser, UsageError, run_command
+from runtime.cli import Parser, UsageError, quick_start, run_command
 from runtime.clock import utcnow
 from runtime.config import Config, load_config
 from runtime.logs import configure
-from runtime.maintenance import delete_expired_temp_directories
-from runtime.store import Store
+
+if TYPE_CHECKING:
+    from runtime.store import Store
 
 PROG = "python -m runtime.process"
 
@@ -38,12 +40,20 @@ def run_scheduler(store: Store, config: Config, now: datetime) -> None:
 
 
 def process(config: Config, queue: str | None = None, now: datetime | None = None) -> int:
-    """One processor run (see the module doc); the exit status."""
-    from runtime.spawn import open_worker_log, spawn_for_pending
-    from runtime.worker import Supervisor, register
+    """One processor run (see the module doc); the exit status. Its connections are closed
+    at the end, not left to the garbage collector, which the run mostly goes without."""
+    from runtime.store import Store
 
     store = Store(config)
-    now = now or utcnow()
+    try:
+        return _process(config, store, queue, now or utcnow())
+    finally:
+        store.dispose()
+
+
+def _process(config: Config, store: Store, queue: str | None, now: datetime) -> int:
+    from runtime.maintenance import delete_expired_temp_directories
+
     store.sweep(now)
     store.forget_dead_workers(now)
     delete_expired_temp_directories(config, store, now)
@@ -61,6 +71,9 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
     order = sorted((q for q in pending if q in config.queues), key=lambda q: pending[q][1])
     if not order:
         return 0
+
+    from runtime.spawn import open_worker_log, spawn_for_pending
+    from runtime.worker import Supervisor, register
 
     own: str | None = None
     worker_id: int | None = None
@@ -92,6 +105,14 @@ def process(config: Config, queue: str | None = None, now: datetime | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m runtime.process`. The garbage collector is off until the run ends or
+    its executor is forked (`runtime.cli.quick_start`), which is why this module imports
+    the store, and with it SQLAlchemy, lazily."""
+    with quick_start():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = Parser(prog=PROG, description="Run due and pending tasks.")
     parser.add_argument("--queue", help="spawn for and work on this queue only")
     parser.add_argument("--config", help="path of rsx.toml (default: found from here upward)")

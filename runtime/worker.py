@@ -41,15 +41,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import pipe
+from runtime.cli import quick_start, started
 from runtime.clock import log_line, utcnow
 from runtime.config import Config
-from runtime.processes import start_time
 from runtime.registry import TaskEntry
 from runtime.retries import Verdict, decide, moment
-from runtime.store import Limits, Store
+
+if TYPE_CHECKING:
+    from runtime.store import Store
 
 HEARTBEAT_INTERVAL_S = 2.0
 GATHER_S = 0.01
@@ -79,6 +81,9 @@ class _Running:
 
 def register(config: Config, store: Store, queue: str) -> int | None:
     """Register this process as a worker of `queue` if the limits allow; its id or None."""
+    from runtime.processes import start_time
+    from runtime.store import Limits
+
     queue_config = config.queue(queue)
     assert queue_config is not None
     pid = os.getpid()
@@ -167,6 +172,7 @@ class Supervisor:
         supervisor = os.getpid()
         # Signals wait until each side has its own handlers in place.
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        started()
         pid = os.fork()
         if pid == 0:  # the executor
             os.close(read_end)
@@ -451,7 +457,16 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m runtime.worker --queue Q [--config PATH]`."""
+    """`python -m runtime.worker --queue Q [--config PATH]`.
+
+    The garbage collector is off until the executor is forked (`runtime.cli.quick_start`),
+    which is why this module imports the store, and with it SQLAlchemy, lazily.
+    """
+    with quick_start():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from runtime.cli import Parser, run_command
     from runtime.config import load_config
     from runtime.logs import configure
@@ -469,24 +484,36 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.cli import UsageError
 
             raise UsageError(f"queue '{args.queue}' is not defined in {config.path.name}")
-        store = Store(config)
-        worker_id = None
-        if args.slot is not None:
-            pid = os.getpid()
-            worker_id = store.adopt_worker(args.slot, pid, start_time(pid) or time.time(), utcnow())
-        if worker_id is None:
-            worker_id = register(config, store, args.queue)
-        if worker_id is None:
-            log.info(
-                "worker %s: queue %s has no free worker slot, exiting", os.getpid(), args.queue
-            )
-            return 0
-        from runtime.api import use_config
+        from runtime.store import Store
 
-        use_config(config, store)
-        return Supervisor(config, store, args.queue, worker_id).serve()
+        store = Store(config)
+        try:
+            return _serve(config, store, args.queue, args.slot)
+        finally:
+            store.dispose()
 
     return run_command(parser.prog, work)
+
+
+def _serve(config: Config, store: Store, queue: str, slot: int | None) -> int:
+    """Adopt `slot` or register, then supervise; the exit status. The caller closes the
+    store's connections afterwards rather than leave them to the garbage collector, which
+    the start-up goes without (`quick_start`)."""
+    from runtime.processes import start_time
+
+    worker_id = None
+    if slot is not None:
+        pid = os.getpid()
+        worker_id = store.adopt_worker(slot, pid, start_time(pid) or time.time(), utcnow())
+    if worker_id is None:
+        worker_id = register(config, store, queue)
+    if worker_id is None:
+        log.info("worker %s: queue %s has no free worker slot, exiting", os.getpid(), queue)
+        return 0
+    from runtime.api import use_config
+
+    use_config(config, store)
+    return Supervisor(config, store, queue, worker_id).serve()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
 
 from runtime.backends import backend_for
-from runtime.backends.mysql import MySQLBackend, lock_name
+from runtime.backends.mysql import MySQLBackend, driver_url, lock_name, tls_arguments
 from runtime.backends.postgresql import PostgreSQLBackend, channel_name, lock_key
 from runtime.backends.sqlite import SQLiteBackend
 from runtime.clock import to_db, utcnow
@@ -91,6 +91,23 @@ def test_lock_keys_and_names_are_stable_and_within_server_limits() -> None:
     assert lock_name("app_one", "rsx_queue_default") != lock_name("app_two", "rsx_queue_default")
     assert len(channel_name(long_queue).encode()) <= 63
     assert channel_name(long_queue) != channel_name(long_queue + "x")
+
+
+@pytest.mark.parametrize(
+    ("url", "disabled"),
+    [
+        ("mysql://root@127.0.0.1:3306/app", True),
+        ("mysql://root@localhost/app", True),
+        ("mysql://root@[::1]:3306/app", True),
+        ("mysql:///app?unix_socket=/run/mysqld/mysqld.sock", True),
+        ("mysql://app@db.internal:3306/app", False),
+        ("mysql://app@10.0.0.5/app", False),
+        ("mysql://root@127.0.0.1/app?ssl_ca=/etc/ca.pem", False),
+        ("mysql://root@127.0.0.1/app?ssl_disabled=false", False),
+    ],
+)
+def test_mariadb_tls_is_left_to_pymysql_except_on_this_machine(url: str, disabled: bool) -> None:
+    assert tls_arguments(driver_url(url)) == ({"ssl_disabled": True} if disabled else {})
 
 
 # -- serialised writes ---------------------------------------------------------------------
