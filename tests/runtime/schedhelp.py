@@ -97,7 +97,9 @@ def racing_tick(
             barrier.wait(timeout=60)
             result = tick(store_of(engine), config, schedules, moment)
             barrier.wait(timeout=60)  # every tick of this moment is over
-            with engine.begin() as conn:
+            # The store's own write transaction: on SQLite it waits for the write lock the
+            # way the runtime does (its connections have no busy timeout of their own).
+            with store_of(engine).write() as conn:
                 for run in result.released:
                     conn.execute(
                         update(tasks).where(tasks.c.id == run.task_id).values(status="completed")
