@@ -382,6 +382,9 @@ def _claim_all(config_path: str, barrier: Any, claims: Any) -> None:
     """Child: claim pending rows as a worker does until none is left."""
     store = Store(parse_config(Path(config_path)))
     mine: list[tuple[int, int]] = []
+    # Connected and compiled before the start, so that no claimer drains the queue while
+    # the others are still connecting.
+    assert store.claim(Claimer("idle", 1, 1, 0.0), utcnow()) is None
     barrier.wait(timeout=60)
     while True:
         task = store.claim(Claimer("default", 1, 1, 0.0), utcnow())
