@@ -73,7 +73,9 @@ def json_params(entry: TaskEntry, params: Mapping[str, Any] | None) -> dict[str,
     return dict(model.__dict__) if plain else model.model_dump(mode="json")
 
 
-_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_SCALARS = (int, float, str, bool)
+"""The field types `ScalarParams` knows (each may also take None)."""
+_SCALAR_TYPES = frozenset({*_SCALARS, type(None)})
 """Types of values that cannot nest (checked in C before looking for containers)."""
 
 
@@ -190,7 +192,6 @@ def _joined(parts: list[str]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more else "")
 
 
-_SCALARS = (int, float, str, bool)
 _REQUIRED = object()
 
 
